@@ -1,0 +1,139 @@
+"""Every chapter notebook has the course's skeleton and stored outputs fit to publish.
+
+nbval (run by the same pytest command) re-executes the notebooks and compares outputs; these
+tests check what nbval does not: the shared chapter skeleton, the Colab install cell, that the
+stored outputs come from one top-to-bottom run, and that figures have captions and alt text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from course_lib.devtools import COLAB_MARKER, colab_cell_source
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"])
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_chapters():
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+class TestChapterSkeleton:
+    def test_opens_with_the_colab_install_cell(self, path):
+        first = load(path)["cells"][0]
+        assert first["cell_type"] == "code"
+        assert source(first) == colab_cell_source(), (
+            f"{path.name}: the first cell must be the Colab install cell; "
+            "print it with `python -m course_lib.devtools colab-cell`"
+        )
+        assert "remove-cell" in first["metadata"].get("tags", [])
+
+    def test_title_then_learning_objectives(self, path):
+        cells = load(path)["cells"]
+        title = source(cells[1])
+        assert cells[1]["cell_type"] == "markdown"
+        number = int(path.stem.split("_")[0])
+        assert re.match(rf"# {number}\. \S", title), f"{path.name}: title must start '# {number}. '"
+        assert "Learning objectives" in title
+
+    def test_closes_with_summary_and_exercises(self, path):
+        headings = [
+            line for c in load(path)["cells"] if c["cell_type"] == "markdown"
+            for line in source(c).splitlines() if line.startswith("## ")
+        ]
+        assert "## Summary" in headings, f"{path.name} has no '## Summary' section"
+        assert "## Exercises" in headings, f"{path.name} has no '## Exercises' section"
+        assert headings.index("## Summary") < headings.index("## Exercises")
+
+    def test_outputs_come_from_one_top_to_bottom_run(self, path):
+        counts = [c["execution_count"] for c in code_cells(load(path)) if source(c).strip()]
+        assert counts == list(range(1, len(counts) + 1)), (
+            f"{path.name}: stored outputs are not from one fresh run; run `make notebooks`"
+        )
+
+    def test_no_errors_warnings_or_skipped_cells(self, path):
+        for cell in code_cells(load(path)):
+            assert "NBVAL_SKIP" not in source(cell)
+            for out in cell.get("outputs", []):
+                assert out["output_type"] != "error", f"{path.name}: stored error output"
+                if out.get("name") == "stderr":
+                    assert "Warning" not in "".join(out["text"]), f"{path.name}: warning shown"
+
+    def test_figures_have_captions_and_alt_text(self, path):
+        for cell in code_cells(load(path)):
+            has_image = any("image/png" in out.get("data", {}) for out in cell.get("outputs", []))
+            if not has_image:
+                continue
+            mystnb = cell["metadata"].get("mystnb", {})
+            assert mystnb.get("figure", {}).get("caption"), f"figure without caption:\n{source(cell)[:200]}"
+            assert mystnb.get("image", {}).get("alt"), f"figure without alt text:\n{source(cell)[:200]}"
+
+    def test_widgets_have_stored_state(self, path):
+        nb = load(path)
+        uses_widgets = any(
+            "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+            for cell in code_cells(nb) for out in cell.get("outputs", [])
+        )
+        if uses_widgets:
+            state = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json")
+            assert state and state["state"], f"{path.name}: widgets without stored state"
+
+
+def _run_colab_cell(python: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_")}
+    env.update(env_extra)
+    return subprocess.run(
+        [python, "-c", colab_cell_source()], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_colab_cell_does_nothing_outside_colab():
+    # A python whose pip would fail proves pip is never called: the guard is off.
+    result = _run_colab_cell(sys.executable, {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/nonexistent"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_colab_cell_installs_course_lib_when_on_colab(tmp_path):
+    # A fresh environment that sees the test environment's packages (torch, numpy, ...) but not
+    # course_lib; the forced-on cell must install course_lib into it from a local path.
+    env_dir = tmp_path / "colab"
+    venv.EnvBuilder(system_site_packages=False, with_pip=True).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    pth = next((env_dir / "lib").glob("python3*/site-packages"))
+    # Expose the outer site-packages without its editable course_lib finder.
+    (pth / "outer.pth").write_text(site + "\n")
+    result = _run_colab_cell(
+        python,
+        {"COURSE_FORCE_COLAB_INSTALL": "1", "COURSE_LIB_SOURCE": str(ROOT), "PIP_NO_BUILD_ISOLATION": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    where = subprocess.run(
+        [python, "-c", "import course_lib, course_lib.batchnorm; print(course_lib.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert where.returncode == 0, where.stderr
+    assert str(env_dir) in where.stdout, f"course_lib imported from {where.stdout}, not the new env"
