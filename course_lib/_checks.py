@@ -1,0 +1,225 @@
+"""Input validation shared by the numpy reference (:mod:`course_lib.batchnorm`) and the torch
+modules (:mod:`course_lib.nn`).
+
+Every check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong
+content) with a message in torch.nn's style: what was expected, what arrived, then how to fix
+it. Where torch has a message for the same problem we start with torch's exact words, so a
+learner who searches for the error finds the usual answers.
+
+The checks work on shapes, dtypes and counts, so one helper serves numpy arrays and torch
+tensors alike. Only :func:`check_finite` looks at values; it picks numpy or torch from the
+array's type and imports torch lazily, so ``import course_lib.batchnorm`` never needs torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "check_float_array",
+    "check_min_ndim",
+    "check_same_dtype",
+    "check_channel_vector",
+    "check_values_per_channel",
+    "check_eps",
+    "check_finite",
+    "check_same_shape",
+    "check_num_features",
+    "check_float_tensor",
+]
+
+_NUMPY_FLOATS = (np.float32, np.float64)
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
+def check_float_array(x: Any, name: str = "x") -> None:
+    """Raise ``TypeError`` unless ``x`` is a numpy array of float32 or float64."""
+    if not isinstance(x, np.ndarray):
+        kind = type(x).__module__ + "." + type(x).__qualname__
+        kind = kind.removeprefix("builtins.")
+        if _is_torch(x):
+            fix = f"{name}.detach().cpu().numpy()"
+        else:
+            fix = f"np.asarray({name}, dtype=np.float32)"
+        raise TypeError(f"expected a numpy array, got {kind}; convert with {fix}")
+    if x.dtype.type not in _NUMPY_FLOATS:
+        raise TypeError(
+            f"expected a float32 or float64 array, got {x.dtype}; "
+            f"convert with {name}.astype(np.float32)"
+        )
+
+
+def check_min_ndim(ndim: int) -> None:
+    """Raise ``ValueError`` unless the input has a batch axis and a channel axis."""
+    if ndim < 2:
+        raise ValueError(
+            f"expected 2D or higher input (N, C, ...) (got {ndim}D input); "
+            "a single example of D features is x[None, :] (shape (1, D)), "
+            "but batch norm needs a batch of them"
+        )
+
+
+def check_same_dtype(x: Any, **others: Any) -> None:
+    """Raise ``TypeError`` unless every array in ``others`` has ``x``'s dtype.
+
+    Mixing float32 and float64 would silently promote the result to float64 (numpy) or fail
+    deep inside a kernel (torch); naming the culprit is kinder.
+    """
+    for name, value in others.items():
+        if value.dtype != x.dtype:
+            cast = f"{name}.to(x.dtype)" if _is_torch(value) else f"{name}.astype(x.dtype)"
+            raise TypeError(
+                f"{name} has dtype {value.dtype} but x has dtype {x.dtype}; "
+                f"they must match: convert with {cast}"
+            )
+
+
+def check_channel_vector(value: Any, name: str, num_channels: int) -> None:
+    """Raise ``ValueError`` unless ``value`` holds one entry per channel, shape ``(C,)``."""
+    if tuple(value.shape) != (num_channels,):
+        raise ValueError(
+            f"expected {name} of shape (C,) = ({num_channels},), one value per channel of "
+            f"x.shape[1] = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
+            f"for a (N, C, ...) input pass a vector of length C, e.g. np.ones({num_channels})"
+        )
+
+
+def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
+    """Raise torch's ``ValueError`` when a channel has a single value in training.
+
+    ``size`` is the input's shape ``(N, C, *spatial)``; each channel's statistics use
+    ``N * prod(spatial)`` values. With one value its variance is 0 and the output is 0 for any
+    input: nothing to learn from, so torch refuses. ``size`` is printed as given, so a
+    ``torch.Size`` reproduces torch's message word for word.
+
+    Args:
+        size: the input's shape.
+        allow_empty: accept an empty batch (torch does: it returns an empty output).
+    """
+    m = int(np.prod([size[0], *size[2:]]))
+    if m == 1 or (m == 0 and not allow_empty):
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {size}; "
+            "use a batch of at least 2 examples, or normalize with running statistics "
+            "(eval mode) for a single example"
+        )
+
+
+def check_eps(eps: float, training: bool = True) -> None:
+    """Raise torch's ``ValueError`` for ``eps <= 0`` in training, ``eps < 0`` otherwise."""
+    if training and eps <= 0.0:
+        raise ValueError(
+            f"batch_norm eps must be positive during training, but got {eps}; "
+            "eps keeps 1 / sqrt(var + eps) finite for a constant feature, use e.g. 1e-5"
+        )
+    if eps < 0.0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}; use e.g. 1e-5")
+
+
+def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or inf, saying how many, where, and what to do.
+
+    One NaN poisons its whole channel: the channel's mean, variance, every output in it and,
+    in training, the running statistics for good. Works on numpy arrays and torch tensors.
+
+    Args:
+        x: the input, shape ``(N, C, ...)``.
+        name: how to call ``x`` in the message.
+        channel_means: optional per-channel means of ``x`` computed anyway. A NaN or inf
+            anywhere in a channel makes its mean non-finite, so finite means prove a finite
+            input at no cost and the full scan runs only when something is wrong.
+    """
+    if _is_torch(x):
+        import torch as xp
+
+        finder = f"torch.argwhere(~torch.isfinite({name}))"
+    else:
+        xp = np
+        finder = f"np.argwhere(~np.isfinite({name}))"
+    if channel_means is not None and bool(xp.isfinite(channel_means).all()):
+        return
+    bad = ~xp.isfinite(x)
+    count = int(bad.sum())
+    if count == 0:
+        if channel_means is None:
+            return
+        # Finite values whose sum overflowed: only possible near the dtype's maximum.
+        raise ValueError(
+            f"the per-channel mean of {name} overflowed {x.dtype} (largest |value| "
+            f"{float(abs(x).max()):.3g}); rescale the input or use a wider dtype"
+        )
+    n_nan = int(xp.isnan(x).sum())
+    where = xp.argwhere(bad)
+    first = tuple(int(i) for i in where[0])
+    channels = sorted({int(c) for c in where[:, 1]})
+    shown = ", ".join(map(str, channels[:10])) + (", ..." if len(channels) > 10 else "")
+    raise ValueError(
+        f"{name} contains {count} non-finite value{'s' if count > 1 else ''} "
+        f"({n_nan} NaN, {count - n_nan} inf) in channel{'s' if len(channels) > 1 else ''} "
+        f"[{shown}], the first at index {first}; each would turn its whole channel's mean, "
+        f"variance and output into NaN. Find them with {finder} and look upstream: "
+        "missing values in the data, or an earlier layer that diverged (lower the learning rate)"
+    )
+
+
+def check_same_shape(dout: Any, shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless the upstream gradient has the forward input's shape."""
+    if tuple(dout.shape) != tuple(shape):
+        raise ValueError(
+            f"expected dout of the forward input's shape {_shape_str(shape)} "
+            f"(got {_shape_str(dout.shape)}); dout is the gradient of the loss with respect "
+            "to this layer's output, which has the input's shape: pass the cache from the same "
+            "forward call"
+        )
+
+
+def check_num_features(size: Any, num_features: int, layer: str = "BatchNorm") -> None:
+    """Raise ``ValueError`` unless the input's dim 1 has ``num_features`` channels."""
+    got = int(size[1])
+    if got != num_features:
+        raise ValueError(
+            f"expected input with num_features={num_features} channels in dim 1 "
+            f"(got {got} channels, input size {_shape_str(size)}); build the layer as "
+            f"{layer}({got}) or fix the previous layer's output size"
+        )
+
+
+def check_float_tensor(x: Any, param_dtype: Any = None) -> None:
+    """Raise ``TypeError`` for a non-float tensor or one whose dtype the parameters can't take.
+
+    Like torch, a float16/bfloat16 input may meet float32 parameters (mixed precision).
+
+    Args:
+        x: the input tensor.
+        param_dtype: dtype of the layer's parameters and buffers, ``None`` if it has none.
+    """
+    import torch
+
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"expected input to be a torch.Tensor, got {type(x).__qualname__}; "
+            "convert with torch.as_tensor(x, dtype=torch.float32)"
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"expected a floating point input, got {x.dtype}; convert with x.float()"
+        )
+    low_precision = (torch.float16, torch.bfloat16)
+    if param_dtype is None or x.dtype == param_dtype:
+        return
+    if x.dtype in low_precision and param_dtype == torch.float32:
+        return
+    raise TypeError(
+        f"expected input of dtype {param_dtype} to match the layer's parameters and buffers "
+        f"(got {x.dtype}); convert the input with x.to({param_dtype}) or the layer with "
+        f"layer.to({x.dtype})"
+    )
