@@ -1,0 +1,75 @@
+"""A thin notebook view of :func:`course_lib.exercises.grade`: formatting only, no grading.
+
+In a notebook::
+
+    from course_lib.exercises import check
+    check("bn_forward", my_bn_forward)      # last line of the cell: shows a green/red box
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from ._core import Feedback, grade
+
+if TYPE_CHECKING:  # ipywidgets is imported lazily so grading works without it
+    import ipywidgets
+
+__all__ = ["check", "feedback_html"]
+
+_GREEN = ("#e6f4ea", "#1e7e34")  # (background, border/text)
+_RED = ("#fdecea", "#b3261e")
+
+
+def feedback_html(feedback: Feedback) -> str:
+    """Render a :class:`Feedback` as an HTML box (pure; every learner-derived text escaped).
+
+    A pass is a green box headed "✓ Correct"; a fail is a red box headed "✗ Not yet", with
+    the recognised mistake as a sub-heading ("Looks like: unbiased variance"). The message
+    keeps its line breaks and alignment (``white-space: pre-wrap``, monospace).
+
+    Example::
+
+        >>> feedback_html(Feedback(False, "out <wrong>", "missing_eps"))
+        '<div ...>✗ Not yet</div><div ...>Looks like: missing eps</div>...&lt;wrong&gt;...'
+    """
+    background, color = _GREEN if feedback.passed else _RED
+    title = "✓ Correct" if feedback.passed else "✗ Not yet"
+    parts = [
+        f'<div class="course-feedback" style="background:{background}; '
+        f"border-left:6px solid {color}; padding:8px 12px; margin:4px 0; "
+        f'border-radius:4px;">',
+        f'<div style="font-weight:bold; color:{color}; font-size:1.1em;">{title}</div>',
+    ]
+    if not feedback.passed and feedback.mistake:
+        pretty = html.escape(feedback.mistake.replace("_", " "))
+        parts.append(
+            f'<div style="font-weight:bold; color:{color}; margin-top:4px;">'
+            f"Looks like: {pretty}</div>"
+        )
+    parts.append(
+        '<pre style="white-space:pre-wrap; font-size:0.9em; margin:6px 0 0 0; '
+        'background:transparent; border:none;">'
+        f"{html.escape(feedback.message)}</pre>"
+    )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def check(exercise_id: str, submission: Any) -> "ipywidgets.HTML":
+    """Grade ``submission`` and return an ``ipywidgets.HTML`` showing the feedback.
+
+    Args:
+        exercise_id: one of ``course_lib.exercises.EXERCISES``.
+        submission: the learner's function (not its result).
+
+    Returns:
+        ``ipywidgets.HTML`` whose ``value`` is :func:`feedback_html` of the grade.
+
+    Raises:
+        ValueError: for an unknown exercise id (never because of the submission).
+    """
+    import ipywidgets
+
+    return ipywidgets.HTML(value=feedback_html(grade(exercise_id, submission)))
