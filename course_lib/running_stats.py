@@ -1,0 +1,593 @@
+r"""Running statistics for test time (chapter 6): exponentially weighted averages of the
+batch mean and variance, in each framework's convention.
+
+At test time there may be a single example, whose own mean and variance mean nothing. During
+training batch norm therefore keeps an exponentially weighted average (EMA) of each
+mini-batch's :math:`\mu^{\{t\}}` and :math:`\sigma^{2\{t\}}` and normalizes with those at test
+time. The update is always "a weighted average of the old value and the new batch's value";
+the frameworks disagree on which weight their parameter names:
+
+.. math::
+
+    \text{lecture:}\quad & v_t = \beta\, v_{t-1} + (1 - \beta)\, \theta_t
+        && \beta = 0.9 \text{ weights the OLD value} \\
+    \text{PyTorch:}\quad & r_t = (1 - m)\, r_{t-1} + m\, \theta_t
+        && m = \texttt{momentum} = 0.1 \text{ weights the NEW batch} \\
+    \text{PyTorch, momentum=None:}\quad & r_t = r_{t-1} + (\theta_t - r_{t-1}) / t
+        && \text{the plain average of all } t \text{ batches so far} \\
+    \text{Keras:}\quad & r_t = m\, r_{t-1} + (1 - m)\, \theta_t
+        && m = \texttt{momentum} = 0.99 \text{ weights the OLD value}
+
+So PyTorch's ``momentum=0.1`` is the lecture's :math:`\beta = 0.9` and Keras's
+``momentum=0.9``. :func:`new_value_weight` is the one place that encodes the conventions,
+:func:`ema_update` applies them, and :func:`conventions_table` lists them as data (each row is
+checked against ``torch.nn.BatchNorm1d`` or the formula in ``tests/test_running_stats.py``).
+
+A second difference: PyTorch normalizes each batch with the *biased* variance
+(:math:`\frac1m \sum (z - \mu)^2`) but stores the *unbiased* one
+(:math:`\frac1{m-1} \sum (z - \mu)^2`) in ``running_var``; Keras stores the biased one.
+:func:`update_running_stats` reproduces ``torch.nn.BatchNorm1d``/``2d``'s buffers exactly.
+
+The momentum trade-off: a large weight on the new batch follows the batches closely, noise
+included; a small weight averages the noise away but lags when the distribution moves (in a
+network it moves because the weights below the layer keep changing). :func:`shifting_stream`,
+:func:`trace_running_stats` and :func:`momentum_tradeoff` measure both on a synthetic stream
+whose population statistics jump at a known step.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, NamedTuple, Sequence
+
+import numpy as np
+
+from course_lib import _checks
+from course_lib.batchnorm import batch_stats, values_per_channel
+
+__all__ = [
+    "DEFAULT",
+    "new_value_weight",
+    "ema_update",
+    "bias_correction",
+    "RunningStats",
+    "update_running_stats",
+    "conventions_table",
+    "shifting_stream",
+    "trace_running_stats",
+    "ema_noise_theory",
+    "momentum_tradeoff",
+]
+
+#: Marker for "the framework's default momentum" (``None`` is a meaningful value in PyTorch).
+DEFAULT = "default"
+
+Convention = Literal["lecture", "pytorch", "keras"]
+_CONVENTIONS = ("lecture", "pytorch", "keras")
+_DEFAULT_BETA = 0.9  # the lecture's usual example: averages over roughly 1 / (1 - 0.9) = 10 batches
+_DEFAULT_MOMENTUM = {"pytorch": 0.1, "keras": 0.99}
+
+
+def _check_unit_interval(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"expected {name} to be a number in [0, 1] (got {value!r})")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"expected {name} in [0, 1] (got {value}); it is a weight in an average")
+    return value
+
+
+def new_value_weight(
+    convention: Convention = "lecture",
+    *,
+    beta: float | None = None,
+    momentum: float | None | str = DEFAULT,
+    num_batches_tracked: int | None = None,
+) -> float:
+    r"""The weight :math:`w` an EMA update puts on the new batch's value, in one convention.
+
+    Every convention computes :math:`\text{new} = (1 - w)\,\text{running} + w\,\theta`; they
+    differ only in how :math:`w` is named:
+
+    ============  ==========================  ===================================
+    convention    parameter (default)         weight on the new value :math:`w`
+    ============  ==========================  ===================================
+    ``lecture``   ``beta`` (0.9)              :math:`1 - \beta`
+    ``pytorch``   ``momentum`` (0.1)          ``momentum``
+    ``pytorch``   ``momentum=None``           ``1 / num_batches_tracked``
+    ``keras``     ``momentum`` (0.99)         ``1 - momentum``
+    ============  ==========================  ===================================
+
+    Args:
+        convention: ``"lecture"``, ``"pytorch"`` or ``"keras"``.
+        beta: the lecture's :math:`\beta` (weight on the old value); only for ``"lecture"``.
+        momentum: PyTorch's or Keras's momentum; omit it for the framework's default.
+            ``None`` (PyTorch only) means the cumulative average.
+        num_batches_tracked: PyTorch, ``momentum=None`` only: how many batches have been
+            averaged *including this one*, i.e. the module's ``num_batches_tracked`` buffer
+            after the forward pass (PyTorch increments it before it computes the weight).
+
+    Raises:
+        ValueError: unknown convention, a parameter of another convention, a weight outside
+            [0, 1], or ``momentum=None`` without ``num_batches_tracked >= 1``.
+
+    Example:
+        >>> new_value_weight("lecture", beta=0.9), new_value_weight("pytorch")
+        (0.09999999999999998, 0.1)
+        >>> new_value_weight("keras", momentum=0.9), new_value_weight(
+        ...     "pytorch", momentum=None, num_batches_tracked=4)
+        (0.09999999999999998, 0.25)
+    """
+    if convention not in _CONVENTIONS:
+        raise ValueError(
+            f"unknown convention {convention!r}; expected one of {', '.join(map(repr, _CONVENTIONS))}"
+        )
+    if convention == "lecture":
+        if not (isinstance(momentum, str) and momentum == DEFAULT):
+            raise ValueError(
+                "the lecture's convention is parameterized by beta (the weight on the OLD "
+                f"value), not momentum (got momentum={momentum!r}); pass beta=1 - momentum for "
+                "PyTorch's momentum, or convention='pytorch'"
+            )
+        b = _DEFAULT_BETA if beta is None else _check_unit_interval(beta, "beta")
+        return 1.0 - b
+    if beta is not None:
+        framework = "PyTorch" if convention == "pytorch" else "Keras"
+        equivalent = "momentum=1 - beta" if convention == "pytorch" else "momentum=beta"
+        raise ValueError(
+            f"{framework} has no beta parameter (got beta={beta!r}); the lecture's beta is "
+            f"{framework}'s {equivalent}, or use convention='lecture'"
+        )
+    if isinstance(momentum, str):
+        if momentum != DEFAULT:
+            raise ValueError(f"expected momentum to be a number, None or omitted (got {momentum!r})")
+        momentum = _DEFAULT_MOMENTUM[convention]
+    if convention == "keras":
+        if momentum is None:
+            raise ValueError(
+                "Keras has no momentum=None; that is PyTorch's cumulative average "
+                "(use convention='pytorch')"
+            )
+        return 1.0 - _check_unit_interval(momentum, "momentum")
+    if momentum is not None:
+        return _check_unit_interval(momentum, "momentum")
+    if num_batches_tracked is None or int(num_batches_tracked) < 1:
+        raise ValueError(
+            "momentum=None is PyTorch's cumulative average, whose weight on the new batch is "
+            "1 / num_batches_tracked; pass num_batches_tracked >= 1, the number of batches "
+            f"averaged including this one (got {num_batches_tracked!r})"
+        )
+    return 1.0 / float(int(num_batches_tracked))
+
+
+def ema_update(
+    running: Any,
+    batch_value: Any,
+    *,
+    convention: Convention = "lecture",
+    beta: float | None = None,
+    momentum: float | None | str = DEFAULT,
+    num_batches_tracked: int | None = None,
+) -> Any:
+    r"""One step of an exponentially weighted average, in the lecture's, PyTorch's or Keras's
+    convention.
+
+    .. math:: \text{new} = (1 - w)\,\text{running} + w\,\theta,
+              \qquad w = \texttt{new\_value\_weight(convention, ...)}
+
+    i.e. :math:`v = \beta v + (1-\beta)\theta` (lecture), ``(1 - momentum) * running +
+    momentum * batch`` (PyTorch), ``momentum * running + (1 - momentum) * batch`` (Keras).
+    See :func:`new_value_weight` for the arguments.
+
+    Args:
+        running: the current average :math:`v` (float, numpy array or torch tensor).
+        batch_value: the new batch's value :math:`\theta`, same shape as ``running``.
+
+    Returns:
+        The updated average, same type as the inputs (a new object; nothing is modified).
+
+    Example:
+        >>> round(ema_update(0.0, 10.0, convention="lecture", beta=0.9), 12)
+        1.0
+        >>> ema_update(0.0, 10.0, convention="pytorch")              # momentum=0.1
+        1.0
+        >>> round(ema_update(0.0, 10.0, convention="keras", momentum=0.9), 12)
+        1.0
+        >>> ema_update(4.0, 10.0, convention="pytorch", momentum=None, num_batches_tracked=2)
+        7.0
+    """
+    w = new_value_weight(
+        convention, beta=beta, momentum=momentum, num_batches_tracked=num_batches_tracked
+    )
+    # The same expression, term for term, as torch's CPU kernel: w * batch + (1 - w) * running.
+    return w * batch_value + (1.0 - w) * running
+
+
+def bias_correction(running: Any, *, beta: float, t: int) -> Any:
+    r"""Bias-corrected EMA for an average started at zero: :math:`v_t / (1 - \beta^t)`.
+
+    Started at :math:`v_0 = 0`, the average :math:`v_t = \beta v_{t-1} + (1-\beta)\theta_t`
+    puts total weight :math:`1 - \beta^t` on the data and the rest on the zero it started
+    from, so early values are too small; dividing by :math:`1 - \beta^t` makes the weights
+    sum to 1. (For a constant :math:`\theta` the corrected average is exactly :math:`\theta`
+    from the first step.) In PyTorch's convention :math:`\beta = 1 - \text{momentum}`.
+
+    This is only right for an average started at 0. PyTorch starts ``running_mean`` at 0 but
+    ``running_var`` at 1 and applies no correction; its ``momentum=None`` (a plain average of
+    all batches) has no start-up bias at all.
+
+    Args:
+        running: :math:`v_t`, float, numpy array or torch tensor.
+        beta: the weight on the old value, in [0, 1).
+        t: the number of updates made so far, ``t >= 1``.
+
+    Example:
+        >>> v = 0.0
+        >>> for t in (1, 2, 3):
+        ...     v = ema_update(v, 5.0, beta=0.9)
+        >>> round(v, 4), round(bias_correction(v, beta=0.9, t=3), 4)
+        (1.355, 5.0)
+    """
+    beta = _check_unit_interval(beta, "beta")
+    if beta == 1.0:
+        raise ValueError("beta=1 never moves the average away from its start; use beta < 1")
+    if isinstance(t, bool) or int(t) != t or t < 1:
+        raise ValueError(f"expected t >= 1, the number of updates so far (got {t!r})")
+    return running / (1.0 - beta ** int(t))
+
+
+class RunningStats(NamedTuple):
+    """The three buffers ``torch.nn.BatchNorm*d`` updates in a training-mode forward pass."""
+
+    running_mean: Any
+    running_var: Any
+    num_batches_tracked: int
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _to_numpy64(x: Any) -> np.ndarray:
+    if _is_torch(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _like(value: np.ndarray, template: Any) -> Any:
+    """``value`` (float64 numpy) as the type, dtype and device of ``template``."""
+    if _is_torch(template):
+        import torch
+
+        return torch.from_numpy(value).to(dtype=template.dtype, device=template.device)
+    if isinstance(template, np.ndarray):
+        return value.astype(template.dtype)
+    return value
+
+
+def update_running_stats(
+    running_mean: Any,
+    running_var: Any,
+    x: Any,
+    momentum: float | None = 0.1,
+    num_batches_tracked: int = 0,
+) -> RunningStats:
+    r"""Update ``(running_mean, running_var)`` from batch ``x`` exactly as
+    ``torch.nn.BatchNorm1d``/``2d``/``3d`` do in training mode.
+
+    .. math::
+
+        \mu_B = \frac1m \sum_i x_i, \qquad
+        s^2_B = \frac{1}{m - 1} \sum_i (x_i - \mu_B)^2 \quad\text{(unbiased!)}
+
+        \text{running\_mean} \leftarrow (1 - w)\,\text{running\_mean} + w\,\mu_B, \qquad
+        \text{running\_var} \leftarrow (1 - w)\,\text{running\_var} + w\,s^2_B
+
+    per channel (axis 1) over the :math:`m = N \cdot \prod\text{spatial}` values of the
+    batch, with :math:`w` = ``momentum``, or :math:`1/t` for ``momentum=None`` where
+    :math:`t` = ``num_batches_tracked + 1``. The forward pass itself normalizes with the
+    *biased* variance :math:`\frac{m-1}{m} s^2_B` (:func:`course_lib.batchnorm.batch_stats`);
+    only the stored running variance is unbiased.
+
+    Args:
+        running_mean: ``(C,)`` current running mean (PyTorch starts it at zeros).
+        running_var: ``(C,)`` current running variance (PyTorch starts it at ones).
+        x: the batch, ``(N, C)`` or ``(N, C, *spatial)``; numpy array or torch tensor.
+        momentum: weight on the new batch (PyTorch's convention), or ``None`` for the
+            cumulative average.
+        num_batches_tracked: the module's counter *before* this batch.
+
+    Returns:
+        :class:`RunningStats` ``(running_mean, running_var, num_batches_tracked + 1)``; the
+        statistics have the type, dtype and device of ``running_mean`` (computed in float64,
+        then rounded once, as torch's CPU kernel does). The inputs are not modified.
+
+    Raises:
+        ValueError: ``x`` with fewer than 2 dimensions, a channel count that does not match
+            ``running_mean``, a single value per channel, NaN/inf in ``x``, or a momentum
+            outside [0, 1].
+
+    Example:
+        >>> import torch
+        >>> bn = torch.nn.BatchNorm1d(3)
+        >>> x = torch.randn(16, 3)
+        >>> _ = bn(x)
+        >>> rm, rv, n = update_running_stats(torch.zeros(3), torch.ones(3), x)
+        >>> torch.allclose(rm, bn.running_mean), torch.allclose(rv, bn.running_var), n
+        (True, True, 1)
+    """
+    rm64, rv64 = _to_numpy64(running_mean), _to_numpy64(running_var)
+    shape = tuple(np.shape(x))
+    _checks.check_min_ndim(len(shape))
+    _checks.check_channel_vector(rm64, "running_mean", shape[1])
+    _checks.check_channel_vector(rv64, "running_var", shape[1])
+    _checks.check_values_per_channel(shape)
+    t = int(num_batches_tracked) + 1
+    x64 = _to_numpy64(x)
+    mu, var = batch_stats(x64)  # the biased variance: the one the forward pass normalizes with
+    _checks.check_finite(x64, channel_means=mu)
+    m = values_per_channel(x64.shape)
+    unbiased_var = var * (m / (m - 1))
+    kw = dict(convention="pytorch", momentum=momentum, num_batches_tracked=t)
+    new_mean = ema_update(rm64, mu, **kw)
+    new_var = ema_update(rv64, unbiased_var, **kw)
+    return RunningStats(_like(new_mean, running_mean), _like(new_var, running_var), t)
+
+
+_TABLE: list[dict[str, Any]] = [
+    {
+        "framework": "Lecture (Ng)",
+        "parameter": "beta",
+        "default": 0.9,
+        "weight_on_new": "1 - beta",
+        "update": "v = beta * v + (1 - beta) * theta",
+        "running_var": "biased (1/m), the sigma^2 the layer normalizes with",
+        "unbiased_running_var": False,
+        "eps": None,
+        "start": "v = 0",
+        "convention": "lecture",
+        "kwargs": {"beta": 0.9},
+    },
+    {
+        "framework": "PyTorch",
+        "parameter": "momentum",
+        "default": 0.1,
+        "weight_on_new": "momentum",
+        "update": "running = (1 - momentum) * running + momentum * batch",
+        "running_var": "unbiased (1/(m-1)); normalizes with the biased (1/m) one",
+        "unbiased_running_var": True,
+        "eps": 1e-5,
+        "start": "running_mean = 0, running_var = 1",
+        "convention": "pytorch",
+        "kwargs": {"momentum": 0.1},
+    },
+    {
+        "framework": "PyTorch, momentum=None",
+        "parameter": "momentum",
+        "default": None,
+        "weight_on_new": "1 / num_batches_tracked",
+        "update": "running = running + (batch - running) / num_batches_tracked",
+        "running_var": "unbiased (1/(m-1)); normalizes with the biased (1/m) one",
+        "unbiased_running_var": True,
+        "eps": 1e-5,
+        "start": "running_mean = 0, running_var = 1 (weight 0 after the first batch)",
+        "convention": "pytorch",
+        "kwargs": {"momentum": None},
+    },
+    {
+        "framework": "Keras 3",
+        "parameter": "momentum",
+        "default": 0.99,
+        "weight_on_new": "1 - momentum",
+        "update": "moving = momentum * moving + (1 - momentum) * batch",
+        "running_var": "biased (1/m), the one it normalizes with",
+        "unbiased_running_var": False,
+        "eps": 1e-3,
+        "start": "moving_mean = 0, moving_variance = 1",
+        "convention": "keras",
+        "kwargs": {"momentum": 0.99},
+    },
+]
+
+
+def conventions_table() -> list[dict[str, Any]]:
+    """The EMA conventions side by side, as data (one dict per row; a fresh copy each call).
+
+    Keys of each row:
+
+    - ``framework``, ``parameter``, ``default``: who, the parameter's name and its default.
+    - ``weight_on_new``: the weight on the new batch's value, as a formula in the parameter.
+    - ``update``: the update rule as code.
+    - ``running_var``, ``unbiased_running_var``: which variance is averaged.
+    - ``eps``: the framework's default epsilon (the lecture leaves it open: ``None``).
+    - ``start``: the initial values of the averages.
+    - ``convention``, ``kwargs``: the :func:`ema_update` call that reproduces the row
+      (``ema_update(v, theta, convention=row["convention"], **row["kwargs"])``).
+
+    ``tests/test_running_stats.py`` checks every row: the PyTorch rows against
+    ``torch.nn.BatchNorm1d``'s defaults and buffers, the others against their formula.
+
+    Example:
+        >>> [(r["framework"], r["default"], r["weight_on_new"]) for r in conventions_table()]
+        [('Lecture (Ng)', 0.9, '1 - beta'), ('PyTorch', 0.1, 'momentum'), ('PyTorch, momentum=None', None, '1 / num_batches_tracked'), ('Keras 3', 0.99, '1 - momentum')]
+    """
+    return copy.deepcopy(_TABLE)
+
+
+# ---- the momentum trade-off on a stream whose population moves -----------------------------
+
+
+def shifting_stream(
+    n_steps: int = 600,
+    batch_size: int = 32,
+    n_features: int = 8,
+    change_at: int = 400,
+    shift: float = 2.0,
+    scale: float = 2.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""A stream of mini-batches whose population statistics jump once, at ``change_at``.
+
+    Steps ``t < change_at`` draw from :math:`\mathcal N(0, 1)` (where PyTorch's running
+    statistics start, so there is no start-up transient); steps ``t >= change_at`` from
+    :math:`\mathcal N(\text{shift}, \text{scale}^2)`, standing in for a layer whose input
+    distribution moved because the weights below it changed.
+
+    Args:
+        n_steps: number of mini-batches :math:`T`.
+        batch_size: examples per mini-batch :math:`m`, at least 2.
+        n_features: independent features (channels) :math:`D`; more features average the
+            measured errors over more independent copies.
+        change_at: the first step drawn from the shifted population.
+        shift, scale: the shifted population's mean and standard deviation.
+        seed: for ``np.random.default_rng``.
+
+    Returns:
+        ``(batches, true_mean, true_var)`` of shapes ``(T, m, D)``, ``(T, D)``, ``(T, D)``:
+        float64 mini-batches and the population mean and variance each was drawn from.
+
+    Example:
+        >>> batches, mean, var = shifting_stream(n_steps=10, change_at=5, seed=0)
+        >>> batches.shape, float(mean[4, 0]), float(mean[5, 0]), float(var[5, 0])
+        ((10, 32, 8), 0.0, 2.0, 4.0)
+    """
+    if batch_size < 2:
+        raise ValueError(f"expected batch_size >= 2 (got {batch_size}): training needs m > 1")
+    if not 0 <= change_at <= n_steps:
+        raise ValueError(f"expected 0 <= change_at <= n_steps = {n_steps} (got {change_at})")
+    rng = np.random.default_rng(seed)
+    after = np.arange(n_steps) >= change_at
+    true_mean = np.where(after, shift, 0.0)[:, None] * np.ones((1, n_features))
+    true_std = np.where(after, scale, 1.0)[:, None] * np.ones((1, n_features))
+    noise = rng.standard_normal((n_steps, batch_size, n_features))
+    batches = true_mean[:, None, :] + true_std[:, None, :] * noise
+    return batches, true_mean, true_std**2
+
+
+def trace_running_stats(
+    batches: Any,
+    momentum: float | None = 0.1,
+    running_mean: Any = None,
+    running_var: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run :func:`update_running_stats` over a stream and record the averages after each step.
+
+    Args:
+        batches: ``(T, m, D)`` (or ``(T, m, C, *spatial)``): ``T`` mini-batches in order.
+        momentum: PyTorch's momentum, or ``None`` for the cumulative average.
+        running_mean, running_var: starting values, default PyTorch's zeros and ones.
+
+    Returns:
+        ``(mean_trace, var_trace)``, each ``(T, C)`` float64: the running statistics after
+        steps 1..T.
+
+    Example:
+        >>> batches, true_mean, _ = shifting_stream(seed=0)
+        >>> mean_trace, var_trace = trace_running_stats(batches, momentum=0.1)
+        >>> mean_trace.shape
+        (600, 8)
+    """
+    batches = np.asarray(batches, dtype=np.float64)
+    if batches.ndim < 3:
+        raise ValueError(
+            f"expected batches of shape (T, m, C, ...) (got {batches.ndim}D input); "
+            "stack the mini-batches along a new first axis"
+        )
+    c = batches.shape[2]
+    rm = np.zeros(c) if running_mean is None else _to_numpy64(running_mean)
+    rv = np.ones(c) if running_var is None else _to_numpy64(running_var)
+    means, variances, n = [], [], 0
+    for x in batches:
+        rm, rv, n = update_running_stats(rm, rv, x, momentum=momentum, num_batches_tracked=n)
+        means.append(rm)
+        variances.append(rv)
+    return np.stack(means), np.stack(variances)
+
+
+def ema_noise_theory(momentum: float, batch_std: float) -> float:
+    r"""Steady-state standard deviation of an EMA of independent noisy values.
+
+    If each batch's value is the truth plus independent noise of standard deviation
+    :math:`s`, then :math:`r_t = (1-w) r_{t-1} + w\,\theta_t` settles to
+    :math:`\operatorname{Var} r = w^2 s^2 \sum_k (1-w)^{2k} = \frac{w}{2 - w} s^2`, so
+
+    .. math:: \operatorname{std}(r) = s\,\sqrt{\frac{w}{2 - w}}
+
+    with :math:`w` = PyTorch's momentum. For the batch mean, :math:`s = \sigma / \sqrt{m}`.
+
+    Example:
+        >>> round(ema_noise_theory(0.1, 1.0), 4), round(ema_noise_theory(1.0, 1.0), 4)
+        (0.2294, 1.0)
+    """
+    w = _check_unit_interval(momentum, "momentum")
+    return float(batch_std) * float(np.sqrt(w / (2.0 - w)))
+
+
+def momentum_tradeoff(
+    momenta: Sequence[float],
+    *,
+    n_steps: int = 600,
+    batch_size: int = 32,
+    n_features: int = 8,
+    change_at: int = 400,
+    shift: float = 2.0,
+    scale: float = 2.0,
+    settle: int = 100,
+    window: int = 20,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    r"""Measure both sides of the momentum trade-off on one :func:`shifting_stream`.
+
+    For each momentum (PyTorch's convention: the weight on the new batch) the running mean
+    is tracked over the same stream and compared with the true population mean:
+
+    - ``noise``: root-mean-square error over the steady steps ``[settle, change_at)``, before
+      the jump. Only the batches' sampling noise is left, so it grows with the momentum;
+      theory: :func:`ema_noise_theory` with :math:`s = 1/\sqrt{m}`, returned as
+      ``noise_theory``.
+    - ``lag``: root-mean-square error over the ``window`` steps right after the jump,
+      ``[change_at, change_at + window)``. It is dominated by the part of the jump not yet
+      averaged in, :math:`\text{shift}\,(1-w)^k` after :math:`k` steps, so it shrinks as the
+      momentum grows.
+
+    Errors are in units of the first population's standard deviation (1).
+
+    Args:
+        momenta: the momenta to compare, each in (0, 1].
+        n_steps, batch_size, n_features, change_at, shift, scale, seed: the stream, see
+            :func:`shifting_stream`.
+        settle: first step of the noise window.
+        window: length of the lag window.
+
+    Returns:
+        ``{"momentum", "noise", "noise_theory", "lag"}``, arrays of ``len(momenta)``.
+
+    Example:
+        >>> r = momentum_tradeoff([0.01, 0.1, 0.5], seed=0)
+        >>> bool(np.all(np.diff(r["noise"]) > 0)), bool(np.all(np.diff(r["lag"]) < 0))
+        (True, True)
+    """
+    if not 0 <= settle < change_at or change_at + window > n_steps or window < 1:
+        raise ValueError(
+            f"expected 0 <= settle < change_at and change_at + window <= n_steps (got "
+            f"settle={settle}, change_at={change_at}, window={window}, n_steps={n_steps})"
+        )
+    batches, true_mean, _ = shifting_stream(
+        n_steps, batch_size, n_features, change_at, shift, scale, seed
+    )
+    noise, lag, theory = [], [], []
+    for momentum in momenta:
+        w = _check_unit_interval(momentum, "momentum")
+        if w == 0.0:
+            raise ValueError("momentum=0 never updates the running statistics; use momentum > 0")
+        mean_trace, _ = trace_running_stats(batches, momentum=w)
+        err = mean_trace - true_mean
+        noise.append(float(np.sqrt(np.mean(err[settle:change_at] ** 2))))
+        lag.append(float(np.sqrt(np.mean(err[change_at : change_at + window] ** 2))))
+        theory.append(ema_noise_theory(w, 1.0 / np.sqrt(batch_size)))
+    return {
+        "momentum": np.asarray(momenta, dtype=np.float64),
+        "noise": np.asarray(noise),
+        "noise_theory": np.asarray(theory),
+        "lag": np.asarray(lag),
+    }
