@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from course_lib.gradcheck import numerical_gradient, rel_error
 from course_lib.batchnorm import (
     BatchNormCache,
     batch_stats,
@@ -77,25 +78,6 @@ def torch_reference(x, gamma, beta, dout, eps=1e-5):
         layer.weight.grad.numpy(),
         layer.bias.grad.numpy(),
     )
-
-
-def rel_error(a: np.ndarray, b: np.ndarray) -> float:
-    """Norm-wise relative error ||a - b|| / (||a|| + ||b||); robust to near-zero entries."""
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
-
-
-def numerical_gradient(f, v: np.ndarray, dout: np.ndarray, h: float = 1e-5) -> np.ndarray:
-    """Central differences of sum(f() * dout) with respect to v (modified in place, restored)."""
-    grad = np.zeros_like(v)
-    for i in np.ndindex(v.shape):
-        old = v[i]
-        v[i] = old + h
-        plus = f()
-        v[i] = old - h
-        minus = f()
-        v[i] = old
-        grad[i] = np.sum((plus - minus) * dout) / (2 * h)
-    return grad
 
 
 # ---------------------------------------------------------------- helpers

@@ -723,6 +723,8 @@ def test_feedback_html_pass():
     html = feedback_html(Feedback(True, "✓ Correct: all 4 cases match."))
     assert "✓ Correct" in html and "#1e7e34" in html
     assert "Looks like" not in html
+    assert html.count("✓ Correct") == 1, "the heading says it; the message must not repeat it"
+    assert "All 4 cases match." in html
 
 
 def test_feedback_html_fail_shows_mistake_heading_and_escapes():

@@ -349,7 +349,7 @@ BACKWARD_MISTAKES = (
 
 BACKWARD_HINT = (
     "Compare with a numerical gradient on one entry, and check the structure: per feature "
-    "dx.sum(axis=0) and (dx * x_hat).sum(axis=0) are 0."
+    "dx.sum(axis=0) is 0, and (dx * x_hat).sum(axis=0) is small (exactly 0 only when eps = 0)."
 )
 
 

@@ -51,10 +51,19 @@ def feedback_html(feedback: Feedback) -> str:
     parts.append(
         '<pre style="white-space:pre-wrap; font-size:0.9em; margin:6px 0 0 0; '
         'background:transparent; border:none;">'
-        f"{html.escape(feedback.message)}</pre>"
+        f"{html.escape(_without_heading(feedback))}</pre>"
     )
     parts.append("</div>")
     return "".join(parts)
+
+
+def _without_heading(feedback: Feedback) -> str:
+    """The message without a leading "✓ Correct:", which the box's heading already says."""
+    prefix = "✓ Correct:"
+    if feedback.passed and feedback.message.startswith(prefix):
+        rest = feedback.message[len(prefix):].lstrip()
+        return rest[:1].upper() + rest[1:]
+    return feedback.message
 
 
 def check(exercise_id: str, submission: Any) -> "ipywidgets.HTML":
