@@ -6,10 +6,19 @@ Each formula on the course's pages has exactly one implementation here, tested a
 - :mod:`course_lib.normalize` -- standardizing inputs with training statistics.
 - :mod:`course_lib.conditioning` -- gradient descent on a quadratic loss, and why scale matters.
 - :mod:`course_lib.batchnorm` -- the batch norm transform in numpy, forward and backward.
-- :mod:`course_lib.nn` -- ``BatchNorm1d``/``BatchNorm2d`` modules written from scratch.
+- :mod:`course_lib.gradcheck` -- numerical gradients, the ground truth for every backward pass.
+- :mod:`course_lib.activations` -- where a sigmoid is near-linear and where it saturates.
+- :mod:`course_lib.nn` -- ``BatchNorm1d``/``2d``/``3d`` modules written from scratch.
+- :mod:`course_lib.data`, :mod:`course_lib.models`, :mod:`course_lib.training` -- bundled data,
+  the MLPs of the experiments, and a deterministic training loop.
+- :mod:`course_lib.batch_noise` -- how a mini-batch's statistics vary with its size.
+- :mod:`course_lib.running_stats` -- exponentially weighted averages in each framework's convention.
+- :mod:`course_lib.calibration` -- recomputing BN's statistics after training.
+- :mod:`course_lib.fold` -- folding BN into the layer before it for inference.
 - :mod:`course_lib.exercises` -- graders for the exercises and their widgets.
 - :mod:`course_lib.selfcheck` -- self-check questions that work without a kernel.
-- :mod:`course_lib.plotting` -- the one figure style of the book.
+- :mod:`course_lib.display`, :mod:`course_lib.plotting` -- showing the library's source; the
+  one figure style of the book.
 
 Submodules are not imported here, so ``import course_lib`` stays cheap and does not need torch.
 """
