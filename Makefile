@@ -11,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: setup book test notebooks clean
+.PHONY: setup book test notebooks clean chromium
 
 setup: $(STAMP)
 
@@ -26,8 +26,23 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The browser tests (tests/test_site.py) drive Debian's Chromium; Playwright never downloads
+# a browser here. Install it when it is missing and we are root (CI on a clean machine), else
+# say how. A machine that has it (or sets CHROMIUM_PATH) never calls apt.
+chromium:
+	@if [ -n "$$CHROMIUM_PATH" ] && [ -x "$$CHROMIUM_PATH" ]; then exit 0; fi; \
+	if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "The browser tests need Chromium: sudo apt-get install chromium" \
+		     "(or set CHROMIUM_PATH to a Chromium binary)." >&2; \
+		exit 1; \
+	fi
 
 notebooks: $(STAMP)
 	$(BIN)/python -m course_lib.devtools execute $(NOTEBOOKS)

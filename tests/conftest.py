@@ -5,6 +5,9 @@ tries more examples and prints statistics-friendly, reproducible failures.
 """
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -30,3 +33,26 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory) -> Path:
+    """The website, built once per test session as `make book` builds it, into a temporary folder.
+
+    Shared by tests/test_book.py (what the build writes) and tests/test_site.py (what a browser
+    shows); returns the folder that holds index.html.
+    """
+    out = tmp_path_factory.mktemp("site")
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run(
+        [str(jupyter_book), "build", str(REPO_ROOT), "--path-output", str(out),
+         "--warningiserror", "--nitpick", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
+    assert "WARNING" not in log, f"the build printed warnings:\n{log[-6000:]}"
+    yield out / "_build" / "html"
+    shutil.rmtree(out, ignore_errors=True)

@@ -1,11 +1,10 @@
-"""The book builds from the repository root with no warnings, as `make book` does."""
+"""The book builds from the repository root with no warnings, as `make book` does.
 
-import shutil
-import subprocess
-import sys
+The build itself is the `built_site` fixture in tests/conftest.py, shared with tests/test_site.py.
+"""
+
 from pathlib import Path
 
-import pytest
 import yaml
 
 from course_lib.devtools import repository
@@ -19,24 +18,6 @@ def toc_files() -> list[str]:
     for part in toc["parts"]:
         files += [chapter["file"] for chapter in part["chapters"]]
     return files
-
-
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("site")
-    jupyter_book = Path(sys.executable).parent / "jupyter-book"
-    result = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out),
-         "--warningiserror", "--nitpick", "--keep-going"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
-    assert "WARNING" not in log, f"the build printed warnings:\n{log[-6000:]}"
-    yield out / "_build" / "html"
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def test_every_toc_entry_exists():

@@ -1,0 +1,500 @@
+"""The website as readers meet it: every page of _toc.yml in a real browser.
+
+Debian's Chromium, headless, driven by Playwright for Python (which never downloads a browser of
+its own here: it is always given ``executable_path``). The site is built once per session (the
+``built_site`` fixture in conftest.py) and served from 127.0.0.1; the browser aborts every
+request to any other host and the tests count each one as a failure, so a green run proves that
+the pages work with no internet access: MathJax, require.js, the widget manager and the quiz
+scripts all come from the site itself (book/_static/vendor/README.md).
+
+What is checked, page by page (the pages are read from _toc.yml, so new chapters are covered
+as soon as they are listed):
+
+- the page loads with no console error, no uncaught exception, no failed or blocked request;
+- math is typeset (MathJax output in every math element, no raw ``$...$`` or ``\\(...\\)``
+  left in the text, no TeX error);
+- every image loads and has a text alternative;
+- every widget shows its stored state, not a placeholder;
+- every internal link resolves, anchors included;
+- every self-check question gives feedback for every answer;
+- on chapter pages, the Binder and Colab buttons open that chapter's notebook in the repository
+  and branch of _config.yml;
+- the search page finds "momentum";
+- the built HTML shows no Python warning, traceback or object repr in any output.
+
+Screenshots for a person to look at are saved in _build/screenshots/: every chapter whole, the
+other pages as a reader first sees them.
+
+Chromium: $CHROMIUM_PATH, else /usr/bin/chromium. If it is missing the tests fail (never skip)
+and say how to install it; `make test` installs it itself when run as root (CI).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import yaml
+from bs4 import BeautifulSoup
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+
+# Chromium's own background traffic (updates, sync, field trials) is switched off: on a machine
+# with no internet it would only fail, and those failures are not the site's.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_HINT = (
+    "The browser tests need Debian's Chromium. Install it with\n"
+    "    sudo apt-get install chromium\n"
+    "(`make test` does this itself when run as root), or point CHROMIUM_PATH at a Chromium "
+    "or Chrome binary."
+)
+PAGE_TIMEOUT_MS = 30_000
+WIDGET_TIMEOUT_MS = 15_000
+
+
+def toc_entries() -> list[str]:
+    """Every file that _toc.yml lists, in reading order (root, parts, chapters, sections)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+
+    def walk(items: list[dict]) -> list[str]:
+        found = []
+        for item in items:
+            if "file" in item:
+                found.append(str(item["file"]).removesuffix(".md").removesuffix(".ipynb"))
+            found += walk(item.get("sections", []))
+        return found
+
+    entries = [str(toc["root"])]
+    for part in toc.get("parts", []):
+        entries += walk(part.get("chapters", []))
+    entries += walk(toc.get("chapters", []))
+    return entries
+
+
+PAGES = toc_entries()
+CHAPTERS = [entry for entry in PAGES if (ROOT / f"{entry}.ipynb").exists()]
+
+
+# --------------------------------------------------------------------------------------------
+# The browser and the server
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"no Chromium at {path}.\n{INSTALL_HINT}", pytrace=False)
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url(built_site) -> str:
+    """The built site, served on 127.0.0.1 at a free port by a threaded HTTP server."""
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable):
+    with sync_playwright() as playwright:
+        # Playwright starts Chromium with a new, empty --user-data-dir of its own.
+        browser = playwright.chromium.launch(
+            executable_path=chromium_executable, args=CHROMIUM_FLAGS, headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Session:
+    """One fresh browser context that records everything a reader's console would show."""
+
+    page: object
+    context: object
+    blocked: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        return (
+            [f"request to another host (the site must work offline): {u}" for u in self.blocked]
+            + [f"failed request: {u}" for u in self.failed]
+            + [f"console error: {e}" for e in self.errors]
+        )
+
+
+@pytest.fixture(scope="session")
+def open_page(browser, site_url):
+    """open_page(path) -> Session: load a page of the site in a fresh, offline context."""
+    origin = site_url.rstrip("/")
+    opened: list[Session] = []
+
+    def open_(path: str) -> Session:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        page = context.new_page()
+        session = Session(page=page, context=context)
+
+        def route(route):
+            url = route.request.url
+            if url == origin or url.startswith(origin + "/"):
+                route.continue_()
+            else:
+                session.blocked.append(url)
+                route.abort("internetdisconnected")
+
+        context.route("**/*", route)
+        page.on("console", lambda m: m.type == "error" and session.errors.append(
+            f"{m.text} ({m.location.get('url', '')})"))
+        page.on("pageerror", lambda exc: session.errors.append(f"uncaught {exc}"))
+        page.on("requestfailed", lambda r: r.url.startswith(origin) and session.failed.append(
+            f"{r.url} ({r.failure})"))
+        page.on("response", lambda r: r.status >= 400 and session.failed.append(
+            f"{r.url} (HTTP {r.status})"))
+        response = page.goto(site_url + path, wait_until="load")
+        assert response is not None and response.ok, f"{path}: HTTP {response and response.status}"
+        opened.append(session)
+        return session
+
+    yield open_
+    for session in opened:
+        session.context.close()
+
+
+def settle(page) -> None:
+    """Wait until MathJax has typeset the page and every stored widget has been drawn."""
+    page.evaluate(
+        """() => window.MathJax && MathJax.startup && MathJax.startup.promise
+                 ? MathJax.startup.promise.then(() => true) : true"""
+    )
+    try:
+        page.wait_for_function(
+            """() => [...document.querySelectorAll(
+                       'script[type="application/vnd.jupyter.widget-view+json"]')]
+                     .every(tag => tag.previousElementSibling
+                            && tag.previousElementSibling.classList.contains('widget-subarea')
+                            && tag.previousElementSibling.childElementCount > 0)""",
+            polling=100,
+            timeout=WIDGET_TIMEOUT_MS,
+        )
+    except PlaywrightTimeout:
+        pass  # test_widgets_show_their_stored_state names the widgets that were not drawn
+    # jupyterquiz typesets its questions 500 ms after drawing them.
+    page.wait_for_timeout(700)
+
+
+# --------------------------------------------------------------------------------------------
+# One visit per page: load, settle, screenshot, and read off what the checks need
+
+
+FACTS_JS = r"""() => {
+  const skip = new Set(['PRE', 'CODE', 'SCRIPT', 'STYLE', 'TEXTAREA', 'MJX-CONTAINER',
+                        'MJX-ASSISTIVE-MML', 'NOSCRIPT']);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT, {
+    acceptNode(node) {
+      for (let e = node.parentElement; e; e = e.parentElement) {
+        if (skip.has(e.tagName)) return NodeFilter.FILTER_REJECT;
+      }
+      return NodeFilter.FILTER_ACCEPT;
+    }});
+  let text = '';
+  while (walker.nextNode()) text += walker.currentNode.nodeValue + '\u0000';
+  const rawMath = /\$\$[^\u0000]+?\$\$|\$[^$\u0000\n]+?\$|\\\([^\u0000]+?\\\)|\\\[[^\u0000]+?\\\]/g;
+  const mathElements = [...document.querySelectorAll('.math')];
+  const viewTags = [...document.querySelectorAll(
+      'script[type="application/vnd.jupyter.widget-view+json"]')];
+  return {
+    rawMath: (text.match(rawMath) || []).slice(0, 5),
+    mathElements: mathElements.length,
+    untypeset: mathElements.filter(e => !e.querySelector('mjx-container'))
+                            .map(e => e.textContent.slice(0, 80)).slice(0, 5),
+    mathErrors: [...document.querySelectorAll('mjx-merror')]
+                  .map(e => e.getAttribute('data-mjx-error') || e.textContent).slice(0, 5),
+    images: [...document.images].map(img => ({
+      src: img.currentSrc.slice(0, 120), alt: (img.getAttribute('alt') || '').trim(),
+      title: (img.getAttribute('title') || '').trim(),
+      label: (img.getAttribute('aria-label') || '').trim(),
+      loaded: img.complete && img.naturalWidth > 0,
+      widget: !!img.closest('.widget-subarea')})),
+    widgets: viewTags.length,
+    widgetsDrawn: viewTags.filter(tag => {
+      const view = tag.previousElementSibling;
+      return view && view.classList.contains('widget-subarea') && view.offsetHeight > 0;
+    }).length,
+    placeholders: [...document.querySelectorAll('img.jupyter-widget')].length
+                  + (document.body.innerText.match(/Loading widget/gi) || []).length,
+    links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    launchLinks: [...document.querySelectorAll('.dropdown-launch-buttons a[href]')]
+                   .map(a => a.href),
+    quizzes: document.querySelectorAll('.Quiz').length,
+  };
+}"""
+
+
+# Answers every multiple-choice option of every jupyterquiz question on the page, the way a
+# reader does (a click on the option), and reads the feedback each answer shows.
+ANSWER_CHOICES_JS = r"""() => [...document.querySelectorAll('.Quiz')].map(quiz => ({
+  question: quiz.innerText.replace(/\s+/g, ' ').slice(0, 70),
+  answers: [...quiz.querySelectorAll('.MCButton')].map(button => {
+    button.click();
+    const feedback = quiz.querySelector('.Feedback');
+    return {expected: button.getAttribute('data-feedback') || '',
+            shown: feedback ? feedback.innerText.replace(/\s+/g, ' ').trim() : ''};
+  }),
+}))"""
+
+
+@dataclass
+class Visit:
+    problems: list[str]  # while loading
+    facts: dict
+    quiz: list[str] = field(default_factory=list)  # questions that gave no feedback
+    quiz_problems: list[str] = field(default_factory=list)  # console errors while answering
+
+
+def answer_self_checks(page) -> list[str]:
+    """Answer every self-check question on the page; return those that gave no feedback."""
+    silent = []
+    for quiz in page.evaluate(ANSWER_CHOICES_JS):
+        for number, answer in enumerate(quiz["answers"], start=1):
+            # The feedback's first words, up to its first math (which MathJax rewrites).
+            expected = " ".join(answer["expected"].split("$")[0].split()[:6])
+            if not answer["shown"] or not answer["shown"].startswith(expected):
+                silent.append(f"{quiz['question']!r}, answer {number}: feedback "
+                              f"{answer['shown'][:60]!r}, expected {expected!r}...")
+    quizzes = page.locator(".Quiz")
+    for q in range(quizzes.count()):
+        quiz = quizzes.nth(q)
+        inputs = quiz.locator("input.Input-text")
+        for i in range(inputs.count()):
+            box = inputs.nth(i)
+            answers = json.loads(box.get_attribute("data-answers") or "[]")
+            values = [a["value"] for a in answers if a.get("type") == "value"]
+            values += [a["range"][0] for a in answers if a.get("type") == "range"]
+            for value in (values[:1] or [0]) + [987654321]:
+                box.fill(str(value))
+                box.press("Enter")
+                if not " ".join(quiz.locator(".Feedback").inner_text().split()):
+                    question = " ".join(quiz.inner_text().split())[:70]
+                    silent.append(f"{question!r}: no feedback for the answer {value}")
+    return silent
+
+
+@pytest.fixture(scope="session")
+def visit(open_page):
+    """visit(entry) -> Visit: each page is loaded, checked and answered once per session."""
+
+    @functools.cache
+    def visit_(entry: str) -> Visit:
+        session = open_page(f"{entry}.html")
+        page = session.page
+        settle(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # Every chapter whole; the other pages as a reader first sees them.
+        page.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}.png"),
+                        full_page=entry in CHAPTERS)
+        result = Visit(problems=session.problems(), facts=page.evaluate(FACTS_JS))
+        if result.facts["quizzes"]:
+            before = len(session.problems())
+            result.quiz = answer_self_checks(page)
+            result.quiz_problems = session.problems()[before:]
+        session.context.close()
+        return result
+
+    return visit_
+
+
+# --------------------------------------------------------------------------------------------
+# Item 1: the static site
+
+
+def test_toc_lists_pages_and_chapters():
+    assert PAGES, "no pages read from _toc.yml"
+    assert CHAPTERS, "no chapter notebooks among the pages of _toc.yml"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_page_loads_offline_without_errors(visit, entry):
+    problems = visit(entry).problems
+    assert not problems, f"{entry}.html:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_math_is_typeset(visit, entry):
+    facts = visit(entry).facts
+    assert not facts["untypeset"], f"{entry}.html: math left untypeset: {facts['untypeset']}"
+    assert not facts["rawMath"], f"{entry}.html: raw TeX in the text: {facts['rawMath']}"
+    assert not facts["mathErrors"], f"{entry}.html: TeX errors: {facts['mathErrors']}"
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_images_load_and_have_a_text_alternative(visit, entry):
+    images = visit(entry).facts["images"]
+    broken = [img["src"] for img in images if not img["loaded"]]
+    assert not broken, f"{entry}.html: images that did not load: {broken}"
+    unnamed = [
+        ("an ipywidgets Image" if img["widget"] else img["src"])
+        for img in images if not (img["alt"] or img["label"])
+    ]
+    assert not unnamed, (
+        f"{entry}.html: images without alt text: {unnamed}. A figure gets it from the cell's "
+        "mystnb.image.alt metadata. ipywidgets' Image has no alt (and its `tooltip` breaks the "
+        "static page's widget manager): draw a changing picture into a widgets.HTML as "
+        "<img src='data:image/png;base64,...' alt='...'> instead."
+    )
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_widgets_show_their_stored_state(visit, entry):
+    facts = visit(entry).facts
+    assert facts["widgetsDrawn"] == facts["widgets"], (
+        f"{entry}.html: only {facts['widgetsDrawn']} of {facts['widgets']} widgets were drawn "
+        "from their stored state"
+    )
+    assert facts["placeholders"] == 0, f"{entry}.html shows a 'loading widget' placeholder"
+
+
+@functools.cache
+def _ids(path: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_internal_links_resolve(visit, built_site, site_url, entry):
+    origin = urlsplit(site_url)
+    dead = []
+    for href in sorted(set(visit(entry).facts["links"])):
+        url = urlsplit(href)
+        if url.scheme not in ("http", "https") or url.netloc != origin.netloc:
+            continue
+        path = unquote(url.path).lstrip("/")
+        target = built_site / path
+        if path == "" or path.endswith("/"):
+            target = target / "index.html"
+        if not target.is_file():
+            dead.append(f"{href} (no file {path})")
+        elif (url.fragment and target.suffix == ".html"
+              and unquote(url.fragment) not in _ids(target)):
+            dead.append(f"{href} (no id {url.fragment!r} in {path})")
+    assert not dead, f"{entry}.html has internal links that lead nowhere:\n  " + "\n  ".join(dead)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_every_self_check_question_gives_feedback(visit, entry):
+    result = visit(entry)
+    assert not result.quiz, f"{entry}.html: answers without feedback:\n  " + "\n  ".join(
+        result.quiz)
+    assert not result.quiz_problems, f"{entry}.html while answering:\n  " + "\n  ".join(
+        result.quiz_problems)
+
+
+def test_chapters_have_self_checks(visit):
+    without = [entry for entry in CHAPTERS if visit(entry).facts["quizzes"] == 0]
+    assert not without, f"chapters with no self-check question on the site: {without}"
+
+
+def test_search_finds_momentum(open_page):
+    session = open_page("search.html?q=momentum")
+    page = session.page
+    page.locator("#search-results h2", has_text="Search Results").wait_for(state="attached")
+    results = page.locator("#search-results ul.search li")
+    summary = page.locator("#search-results .search-summary").inner_text()
+    assert results.count() > 0, f"the search page found nothing for 'momentum': {summary!r}"
+    found = page.eval_on_selector_all("#search-results ul.search li a",
+                                      "els => els.map(a => a.href)")
+    pages = {urlsplit(u).path.lstrip("/").removesuffix(".html") for u in found}
+    assert pages & set(PAGES), f"no result links to a page of the book: {found}"
+    texts = [t.lower() for t in results.all_inner_texts()]
+    assert any("momentum" in t for t in texts), f"no result shows the word: {texts[:3]}"
+    assert not session.problems(), "search.html:\n  " + "\n  ".join(session.problems())
+
+
+# --------------------------------------------------------------------------------------------
+# Item 2: launch buttons
+
+
+def _expected_launch_urls(entry: str) -> tuple[str, str]:
+    repo = CONFIG["repository"]
+    slug = repo["url"].removeprefix("https://github.com/").strip("/")
+    branch = repo.get("branch", "main")
+    path = f"{repo.get('path_to_book', '') or ''}".strip("/")
+    notebook = f"{path}/{entry}.ipynb" if path else f"{entry}.ipynb"
+    buttons = CONFIG["launch_buttons"]
+    interface = {"jupyterlab": "lab/tree", "classic": "tree"}[
+        buttons.get("notebook_interface", "classic")]
+    binder = (f"{buttons['binderhub_url'].rstrip('/')}/v2/gh/{slug}/{branch}"
+              f"?urlpath={interface}/{notebook}")
+    colab = f"{buttons['colab_url'].rstrip('/')}/github/{slug}/blob/{branch}/{notebook}"
+    return binder, colab
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_launch_buttons_open_this_chapters_notebook(visit, entry):
+    binder, colab = _expected_launch_urls(entry)
+    assert (ROOT / f"{entry}.ipynb").is_file()
+    facts = visit(entry).facts
+    hosts = {name: urlsplit(CONFIG["launch_buttons"][name]).netloc
+             for name in ("binderhub_url", "colab_url")}
+    for name, want in (("binderhub_url", binder), ("colab_url", colab)):
+        on_page = [u for u in facts["links"] if urlsplit(u).netloc == hosts[name]]
+        in_menu = [u for u in facts["launchLinks"] if urlsplit(u).netloc == hosts[name]]
+        assert on_page == [want], f"{entry}.html: links to {hosts[name]}: {on_page}, want {want}"
+        assert in_menu == [want], f"{entry}.html: the launch menu has {in_menu}, want {want}"
+
+
+# --------------------------------------------------------------------------------------------
+# Details readers notice: the built HTML, no browser needed
+
+OUTPUT_BLEMISHES = {
+    "a traceback": re.compile(r"Traceback \(most recent call last\)"),
+    "a Python warning": re.compile(r"\b\w*Warning: "),
+    "a figure repr": re.compile(r"<Figure size [\d.]+x[\d.]+ with \d+ Axes>"),
+    "an object repr": re.compile(r"<[\w.]+(?: object)? at 0x[0-9a-fA-F]+>"),
+    "a matplotlib Text repr": re.compile(r"\bText\([-\d.e]+, [-\d.e]+, '"),
+}
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_outputs_show_no_warnings_tracebacks_or_reprs(built_site, entry):
+    soup = BeautifulSoup((built_site / f"{entry}.html").read_text(), "html.parser")
+    found = []
+    for output in soup.select(".cell_output, .output"):
+        classes = output.get("class", [])
+        if "traceback" in classes or "error" in classes:
+            found.append(f"an error output: {output.get_text()[:120]!r}")
+        text = output.get_text()
+        for what, pattern in OUTPUT_BLEMISHES.items():
+            if match := pattern.search(text):
+                found.append(f"{what}: {text[max(0, match.start() - 40):match.end() + 60]!r}")
+    assert not found, f"{entry}.html shows in its outputs:\n  " + "\n  ".join(sorted(set(found)))
