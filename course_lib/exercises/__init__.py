@@ -15,6 +15,13 @@ Registered exercises:
 - ``"standardize"``: ``fn(X_train, X_test) -> (X_train_std, X_test_std)`` (chapter 1)
 - ``"bn_forward"``: ``fn(x, gamma, beta, eps) -> out`` (chapter 2)
 - ``"bn_backward"``: ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` (chapter 2)
+- ``"build_bn_net"``: ``build(in_features, widths, out_features) -> nn.Sequential`` (chapter 3)
+- ``"percentiles"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
+  (chapter 4)
+- ``"ema_update"``: ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)``
+  (chapter 6)
+- ``"fold_bn"``: ``fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
+  (chapter 6)
 
 To add exercises for a chapter, write ``course_lib/exercises/<idea>.py`` with ``@register``-ed
 graders (most are a list of cases and a list of classic mistakes passed to
@@ -33,6 +40,8 @@ from ._core import EXERCISES, Feedback, grade, register
 # Importing a grader module registers its exercises (order = order in EXERCISES).
 from . import standardize  # noqa: E402,F401  (chapter 1)
 from . import batchnorm  # noqa: E402,F401  (chapter 2)
+from . import network  # noqa: E402,F401  (chapter 3)
+from . import percentiles  # noqa: E402,F401  (chapter 4)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
 from .widget import check, feedback_html  # noqa: E402
 
