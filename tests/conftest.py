@@ -30,6 +30,22 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Run torch on one thread for the whole session.
+
+    The course's tensors and networks are tiny: intra-op threads gain nothing, and on a busy
+    2-core machine idle-waiting workers triple the run time. Notebooks under nbval run in their
+    own kernels and are not affected.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -21,15 +21,6 @@ SEEDS = [0, 1, 2, 3, 4]
 SIZES = [2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add synchronisation (50 ms per call on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _modules(seed):
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Linear(5, 6), cnn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))

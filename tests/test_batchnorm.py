@@ -41,16 +41,6 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-10, atol
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine the
-    idle-waiting workers triple the run time. Restored when the module is done."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_problem(shape, dtype, seed):
     """x with a non-zero mean and non-unit spread, random gamma/beta and upstream gradient."""
     rng = np.random.default_rng(seed)

@@ -20,15 +20,6 @@ from course_lib.training import evaluate, train
 SEEDS = [0, 1, 2, 3, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's 2 cores are shared: one thread per test process is faster and fairer.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sorted_rows(X: np.ndarray) -> np.ndarray:
     return X[np.lexsort(X.T[::-1])]
 

@@ -14,14 +14,6 @@ from course_lib.exercises._compare import is_close
 from course_lib.probes import activation_percentiles
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registered_with_its_signature():
     assert EXERCISES["percentiles"].startswith("fn(activations) -> out")
     assert "(chapter 4)" in EXERCISES["percentiles"]

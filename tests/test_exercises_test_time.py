@@ -19,15 +19,6 @@ from course_lib.fold import fold
 from course_lib.running_stats import update_running_stats
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add synchronisation (50 ms per call on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registered():
     assert EXERCISES["ema_update"].startswith(
         "fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)")

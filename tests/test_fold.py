@@ -13,15 +13,6 @@ from course_lib.fold import fold, fold_model, fold_params
 SEEDS = [0, 1, 2, 3, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add synchronisation (50 ms per call on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _trained_bn(bn, layer, x_shape, gen):
     """Random gamma/beta and running statistics far from their (0, 1) start; then eval."""
     with torch.no_grad():

@@ -11,15 +11,6 @@ from course_lib.inference import batch_dependence, predict_in_batches
 SEEDS = [0, 1, 2, 3, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add synchronisation on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(seed, bn_cls=nn.BatchNorm1d):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(5, 16), bn_cls(16), nn.ReLU(), nn.Linear(16, 3))

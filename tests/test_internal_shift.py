@@ -34,12 +34,7 @@ FAST = replace(SETTINGS, steps=600, probe_size=300, landscape_every=100,
 
 @pytest.fixture(scope="module")
 def runs():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread avoids contention on a shared box
-    try:
-        yield {seed: run_all(seed, FAST) for seed in SEEDS}
-    finally:
-        torch.set_num_threads(n)
+    return {seed: run_all(seed, FAST) for seed in SEEDS}
 
 
 def _summary(r):

@@ -21,15 +21,6 @@ from course_lib.models import (
 SEEDS = [0, 1, 2, 3, 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's 2 cores are shared: one thread per test process is faster and fairer.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def kinds(model: nn.Sequential) -> list[tuple[str, str]]:
     return [(name, type(m).__name__) for name, m in model.named_children()]
 

@@ -24,16 +24,6 @@ CASES = [
 IDS = [f"{name}-{len(shape)}D" for name, shape in CASES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine the
-    idle-waiting workers triple the run time. Restored when the module is done."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def twins(name, num_features=5, seed=0, **kwargs):
     """torch.nn's layer and ours with the same (random, not 1/0) weight and bias."""
     ref = getattr(torch.nn, name)(num_features, **kwargs)

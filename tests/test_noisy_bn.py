@@ -13,14 +13,6 @@ from course_lib.nn import BatchNorm1d
 from course_lib.noisy_bn import NoisyBatchNorm1d, noisy_bn
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _pair(c=5, **kw):
     """A noisy layer and a plain BN layer with the same random gamma and beta."""
     noisy, plain = NoisyBatchNorm1d(c, **kw), BatchNorm1d(c)

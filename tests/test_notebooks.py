@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.devtools import COLAB_MARKER, colab_cell_source
+from course_lib.devtools import colab_cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

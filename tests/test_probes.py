@@ -30,14 +30,6 @@ from course_lib.probes import (
 from course_lib.training import train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data():
     return load_digits_split(seed=0, n_train=300)

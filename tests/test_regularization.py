@@ -36,15 +36,6 @@ SEEDS = [3, 4, 5, 6, 7]  # the notebook shows 0, 1, 2
 SIZES = [2, 4, 8, 16, 32, 64, 128, 256, 512]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: threads only add synchronisation on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @lru_cache(maxsize=None)
 def run(config: str, seed: int) -> GapResult:
     settings = BATCH_OF_TWO_SETTINGS if config in BATCH_OF_TWO else SETTINGS

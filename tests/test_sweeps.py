@@ -50,15 +50,6 @@ INIT_SCALES = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 BN_IMPL = "torch"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The machine's 2 cores are shared: one thread per test process is faster and fairer.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------- the chapter's claims
 
 

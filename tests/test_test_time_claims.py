@@ -45,15 +45,6 @@ MOMENTA = np.array([0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5])
 SLIDER_MOMENTA = 10.0 ** np.arange(-2.5, 0.01, 0.25)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: threads only add synchronisation on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---- running averages, conventions, bias (no training) --------------------------------------
 
 
