@@ -2,6 +2,11 @@
 
 Hypothesis profiles: "dev" (default) keeps property tests quick; CI=true selects "ci", which
 tries more examples and prints statistics-friendly, reproducible failures.
+
+The browser tests (tests/test_site.py: the static site; tests/test_live_kernel.py: a chapter in
+JupyterLab with a running kernel) share one headless Chromium per session, the ``browser``
+fixture: Debian's Chromium driven by Playwright for Python, which never downloads a browser of
+its own here because it is always given ``executable_path``.
 """
 
 import os
@@ -72,3 +77,49 @@ def built_site(tmp_path_factory) -> Path:
     assert "WARNING" not in log, f"the build printed warnings:\n{log[-6000:]}"
     yield out / "_build" / "html"
     shutil.rmtree(out, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The browser of the browser tests
+
+# Chromium's own background traffic (updates, sync, field trials) is switched off: on a machine
+# with no internet it would only fail, and those failures are not the pages'.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CHROMIUM_INSTALL_HINT = (
+    "The browser tests need Debian's Chromium. Install it with\n"
+    "    sudo apt-get install chromium\n"
+    "(`make test` does this itself when run as root), or point CHROMIUM_PATH at a Chromium "
+    "or Chrome binary."
+)
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """$CHROMIUM_PATH, else /usr/bin/chromium; missing, the test fails (never skips)."""
+    path = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"no Chromium at {path}.\n{CHROMIUM_INSTALL_HINT}", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_executable):
+    """One headless Chromium for the session; each test opens its own context in it."""
+    from playwright.sync_api import sync_playwright  # only the browser tests need Playwright
+
+    with sync_playwright() as playwright:
+        # Playwright starts Chromium with a new, empty --user-data-dir of its own.
+        browser = playwright.chromium.launch(
+            executable_path=chromium_executable, args=CHROMIUM_FLAGS, headless=True
+        )
+        yield browser
+        browser.close()

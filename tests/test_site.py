@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -45,30 +44,11 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
-# Chromium's own background traffic (updates, sync, field trials) is switched off: on a machine
-# with no internet it would only fail, and those failures are not the site's.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-INSTALL_HINT = (
-    "The browser tests need Debian's Chromium. Install it with\n"
-    "    sudo apt-get install chromium\n"
-    "(`make test` does this itself when run as root), or point CHROMIUM_PATH at a Chromium "
-    "or Chrome binary."
-)
 PAGE_TIMEOUT_MS = 30_000
 WIDGET_TIMEOUT_MS = 15_000
 
@@ -97,15 +77,7 @@ CHAPTERS = [entry for entry in PAGES if (ROOT / f"{entry}.ipynb").exists()]
 
 
 # --------------------------------------------------------------------------------------------
-# The browser and the server
-
-
-@pytest.fixture(scope="session")
-def chromium_executable() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
-    if not (Path(path).is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"no Chromium at {path}.\n{INSTALL_HINT}", pytrace=False)
-    return path
+# The server (the browser, Chromium under Playwright, is conftest.py's `browser` fixture)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -123,17 +95,6 @@ def site_url(built_site) -> str:
     yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture(scope="session")
-def browser(chromium_executable):
-    with sync_playwright() as playwright:
-        # Playwright starts Chromium with a new, empty --user-data-dir of its own.
-        browser = playwright.chromium.launch(
-            executable_path=chromium_executable, args=CHROMIUM_FLAGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 @dataclass
