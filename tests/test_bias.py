@@ -35,7 +35,9 @@ def batch(seed, m=60):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bias_before_bn_has_zero_gradient(seed, bn_impl):
     X, y = batch(seed)
-    for dtype, tol in ((torch.float32, 1e-7), (torch.float64, 1e-15)):
+    # Zero up to round-off: float32 sums of ~60 cancelling terms leave ~1e-7 (it depends on the
+    # kernel's summation order, e.g. the thread count), four orders below the weight gradients.
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-15)):
         grads = bias_gradients(with_bias(network("before", seed, dtype, bn_impl), seed=seed), X, y)
         assert [g.layer for g in grads] == ["linear1", "linear2", "linear3"]
         for g in grads:
