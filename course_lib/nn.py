@@ -19,6 +19,7 @@ silently filling the output and, for good, the running statistics with NaN.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from course_lib import _checks
-from course_lib.batchnorm import per_channel, reduce_axes, values_per_channel
+from course_lib.batchnorm import reduce_axes
 
 __all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
@@ -84,15 +85,31 @@ def batch_norm(
         >>> torch.allclose(y.mean(dim=0), torch.zeros(4), atol=1e-6)
         True
     """
-    _checks.check_eps(eps, training)
+    # Hot path: this runs once per BN layer per step, so the checks below are written to cost
+    # (almost) nothing when the input is fine, and each raises the same error as the shared
+    # helper in course_lib._checks by calling it once something is wrong.
+    if eps <= 0.0:
+        _checks.check_eps(eps, training)
     axes, nd = reduce_axes(x), x.ndim
+    # A (C,) vector broadcasts against (N, C) as (1, C) does, with the same values and the
+    # same gradient reductions, so the 2D case skips the reshapes (one graph node each).
+    pc = _as_is if nd == 2 else _per_channel_of(nd)
     if training:
-        _checks.check_values_per_channel(x.size(), allow_empty=True)
+        shape = x.shape
+        m = _values_per_channel(shape)
+        if m <= 1:
+            _checks.check_values_per_channel(x.size(), allow_empty=True)
         mean = x.mean(dim=axes)
-        var = ((x - per_channel(mean, nd)) ** 2).mean(dim=axes)  # biased: divide by m
-        if x.numel() > 0:  # course addition: refuse NaN/inf rather than spread it
-            _checks.check_finite(x, channel_means=mean.detach())
-        _update_running_stats(running_mean, running_var, mean, var, momentum, x.shape)
+        mean_c = pc(mean)  # one view feeds both centrings: its gradient is the same sum
+        var = ((x - mean_c) ** 2).mean(dim=axes)  # biased: divide by m
+        # Course addition: refuse NaN/inf rather than spread it. A non-finite value anywhere
+        # in a channel makes that channel's mean non-finite, so one sum of the means proves a
+        # finite input; only when it is not finite does the full check (and its message) run.
+        if m > 0:
+            with torch.no_grad():  # bookkeeping, not part of the model's gradient
+                if not math.isfinite(mean.sum().item()):
+                    _checks.check_finite(x, channel_means=mean.detach())
+                _update_running_stats(running_mean, running_var, mean, var, momentum, m)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(
@@ -100,10 +117,28 @@ def batch_norm(
                 "pass training=True to normalize with the batch's own statistics"
             )
         mean, var = running_mean, running_var
+        mean_c = pc(mean)
 
-    x_hat = (x - per_channel(mean, nd)) / torch.sqrt(per_channel(var, nd) + eps)
-    y = x_hat if weight is None else x_hat * per_channel(weight, nd)
-    return y if bias is None else y + per_channel(bias, nd)
+    x_hat = (x - mean_c) / torch.sqrt(pc(var) + eps)
+    y = x_hat if weight is None else x_hat * pc(weight)
+    return y if bias is None else y + pc(bias)
+
+
+def _as_is(v: Tensor) -> Tensor:
+    return v
+
+
+def _per_channel_of(nd: int):
+    shape = (1, -1) + (1,) * (nd - 2)  # per_channel's reshape, built once per call
+    return lambda v: v.reshape(shape)
+
+
+def _values_per_channel(shape: torch.Size) -> int:
+    """``values_per_channel`` in plain Python (no numpy call on the hot path)."""
+    m = shape[0]
+    for s in shape[2:]:
+        m *= s
+    return m
 
 
 def _update_running_stats(
@@ -112,18 +147,25 @@ def _update_running_stats(
     mean: Tensor,
     var: Tensor,
     momentum: float,
-    shape: torch.Size,
+    m: int,
 ) -> None:
-    """Exponential moving averages, in place, with the unbiased variance (torch's convention)."""
-    m = values_per_channel(shape)
-    if m == 0:  # an empty batch leaves them alone, as in torch
-        return
-    with torch.no_grad():  # bookkeeping, not part of the model's gradient
-        if running_mean is not None:
-            running_mean.copy_((1 - momentum) * running_mean + momentum * mean)
-        if running_var is not None:
-            unbiased_var = var * (m / (m - 1))  # Bessel's correction
-            running_var.copy_((1 - momentum) * running_var + momentum * unbiased_var)
+    """Exponential moving averages, in place, with the unbiased variance (torch's convention).
+
+    ``m > 0`` values per channel (an empty batch leaves the buffers alone, as in torch); call
+    it under ``torch.no_grad()``. Computes ``(1 - momentum) * running + momentum * new`` with
+    the same roundings as that expression, but in the buffers themselves, without the
+    temporaries and the copy back, and both buffers in one call per operation.
+    """
+    buffers, new = [], []
+    if running_mean is not None:
+        buffers.append(running_mean)
+        new.append(momentum * mean)
+    if running_var is not None:
+        buffers.append(running_var)
+        new.append((var * (m / (m - 1))).mul_(momentum))  # Bessel's correction, then weight
+    if buffers:
+        torch._foreach_mul_(buffers, 1 - momentum)
+        torch._foreach_add_(buffers, new)
 
 
 class _NormBase(Module):
@@ -237,45 +279,62 @@ class _BatchNorm(_NormBase):
     """Owns ``forward``: decides which statistics to use and which buffers to update."""
 
     def forward(self, x: Tensor) -> Tensor:
-        own = self._a_per_channel_tensor()
+        # Read parameters and buffers from their dicts once: nn.Module's attribute lookup for
+        # them is slow, and this runs once per layer per step.
+        params, buffers = self._parameters, self._buffers
+        try:
+            weight, bias = params["weight"], params["bias"]
+            running_mean, running_var = buffers["running_mean"], buffers["running_var"]
+            num_batches_tracked = buffers["num_batches_tracked"]
+        except KeyError:  # e.g. a parametrized weight lives elsewhere: ask nn.Module
+            weight, bias = self.weight, self.bias
+            running_mean, running_var = self.running_mean, self.running_var
+            num_batches_tracked = self.num_batches_tracked
+        own = _first_not_none(weight, bias, running_mean)
         _checks.check_float_tensor(x, None if own is None else own.dtype)
         self._check_input_dim(x)
         if own is not None:  # as in torch, a layer with no per-channel tensors takes any C
-            _checks.check_num_features(x.shape, self.num_features, type(self).__name__)
+            shape = x.shape
+            if shape[1] != self.num_features:
+                _checks.check_num_features(shape, self.num_features, type(self).__name__)
 
         # The weight of the new batch in the running averages.
+        training = self.training
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
+        if training and self.track_running_stats and num_batches_tracked is not None:
+            num_batches_tracked.add_(1)
             if self.momentum is None:  # cumulative moving average: the plain mean of batches
-                factor = 1.0 / float(self.num_batches_tracked)
+                factor = 1.0 / float(num_batches_tracked)
 
         # Batch statistics in training, and in eval when there are no running ones to use.
-        use_batch_stats = self.training or (
-            self.running_mean is None and self.running_var is None
-        )
+        use_batch_stats = training or (running_mean is None and running_var is None)
         # Hand over the buffers only to be used (eval) or updated (training and tracking).
-        hand_over = not self.training or self.track_running_stats
+        hand_over = not training or self.track_running_stats
 
         # Like torch, a float16/bfloat16 input meets float32 parameters in float32.
+        x_in = x if own is None or x.dtype == own.dtype else x.to(own.dtype)
         y = batch_norm(
-            x if own is None else x.to(own.dtype),
-            self.running_mean if hand_over else None,
-            self.running_var if hand_over else None,
-            self.weight,
-            self.bias,
+            x_in,
+            running_mean if hand_over else None,
+            running_var if hand_over else None,
+            weight,
+            bias,
             use_batch_stats,
             factor,
             self.eps,
         )
-        return y.to(x.dtype)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def _a_per_channel_tensor(self) -> Tensor | None:
         """Any of weight, bias, running_mean: they fix the layer's dtype and channel count."""
-        for t in (self.weight, self.bias, self.running_mean):
-            if t is not None:
-                return t
-        return None
+        return _first_not_none(self.weight, self.bias, self.running_mean)
+
+
+def _first_not_none(*tensors: Tensor | None) -> Tensor | None:
+    for t in tensors:
+        if t is not None:
+            return t
+    return None
 
 
 class BatchNorm1d(_BatchNorm):
