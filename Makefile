@@ -4,6 +4,9 @@
 # Other targets:
 #   make notebooks   re-execute every chapter and store its outputs (commit the result)
 #   make setup       only create .venv and install the pinned requirements
+#   make bench       measure the course's speed against its budgets (~15 min on 2 cores):
+#                    writes _build/bench/results.md and results.json, fails on a missed budget.
+#                    Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--skip-tests"
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +14,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: setup book test notebooks clean chromium
+.PHONY: setup book test notebooks bench clean chromium
 
 setup: $(STAMP)
 
@@ -46,6 +49,11 @@ chromium:
 
 notebooks: $(STAMP)
 	$(BIN)/python -m course_lib.devtools execute $(NOTEBOOKS)
+
+# A maintainer tool like `make notebooks`: what to measure and the budgets are documented in
+# course_lib/benchmark.py; options: --quick, --skip-tests, --only SECTION (repeatable).
+bench: $(STAMP)
+	$(BIN)/python -m course_lib.benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

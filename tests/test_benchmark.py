@@ -1,0 +1,230 @@
+"""Tests for course_lib/benchmark.py: its pure parts, not the speed it measures.
+
+Budgets, verdicts, the Markdown table, the merge of partial runs, the cache accounting and the
+slider finder (on widgets built right here, no kernel). Nothing is timed against a limit:
+speed belongs in ``make bench``.
+"""
+
+import math
+
+import ipywidgets as widgets
+import numpy as np
+import pytest
+
+from course_lib import benchmark as bench
+from course_lib.batchnorm import batchnorm_forward
+
+
+# ---- budgets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "budget, inside, edge, outside",
+    [
+        ("notebook", 59.99, 60.0, 61.0),          # strict: 60 s is a miss
+        ("course_total", 239.0, 240.0, 300.0),
+        ("tests", 599.0, 600.0, 700.0),
+        ("book", 89.9, 90.0, 95.0),
+        ("slider", 99.9, 100.0, 250.0),
+        ("train_step_vs_torch", 1.99, 2.0, 2.4),
+    ],
+)
+def test_strict_upper_budgets(budget, inside, edge, outside):
+    assert bench.within_budget(inside, budget) is True
+    assert bench.within_budget(edge, budget) is False
+    assert bench.within_budget(outside, budget) is False
+
+
+def test_inclusive_and_lower_budgets():
+    assert bench.within_budget(1.5, "bn_vs_torch") is True      # "no worse than 1.5x"
+    assert bench.within_budget(1.5001, "bn_vs_torch") is False
+    assert bench.within_budget(2.0, "cache_vs_input") is True   # "at most 2x"
+    assert bench.within_budget(2.01, "cache_vs_input") is False
+    assert bench.within_budget(2.0, "compact_vs_graph") is True  # "at least 2x faster"
+    assert bench.within_budget(1.99, "compact_vs_graph") is False
+
+
+@pytest.mark.parametrize("value", [None, math.nan, math.inf])
+def test_a_failed_measurement_never_passes(value):
+    assert bench.within_budget(value, "notebook") is False
+    assert bench.within_budget(value, "compact_vs_graph") is False
+
+
+def test_every_budget_has_a_known_comparison_and_unit():
+    for op, limit, unit in bench.BUDGETS.values():
+        assert op in ("<", "<=", ">", ">=")
+        assert limit > 0
+        assert unit in ("s", "ms", "x")
+
+
+def test_result_fills_in_the_verdict():
+    assert bench.result("book", "build", 30.0, "s", "book").passed is True
+    assert bench.result("book", "build", 95.0, "s", "book").passed is False
+    assert bench.result("batchnorm", "info", 3.0, "x").passed is None  # reported only
+    rows = [bench.result("book", "a", 95.0, "s", "book"),
+            bench.result("book", "b", 5.0, "s", "book"),
+            bench.result("book", "c", 5.0, "s")]
+    assert [r.name for r in bench.misses(rows)] == ["a"]
+
+
+# ---- formatting -----------------------------------------------------------------------------
+
+
+def test_budget_text_and_values():
+    assert bench.budget_text("notebook") == "< 60 s"
+    assert bench.budget_text("compact_vs_graph") == ">= 2x"
+    assert bench.budget_text("bn_vs_torch") == "<= 1.50x"
+    assert bench.budget_text(None) == ""
+    assert bench.format_value(1.4234, "x") == "1.42x"
+    assert bench.format_value(12.34, "s") == "12.3 s"
+    assert bench.format_value(187.6, "s") == "188 s"
+    assert bench.format_value(None, "ms") == "n/a"
+    assert bench.format_value(math.nan, "ms") == "n/a"
+
+
+def test_format_table_rows_verdicts_and_escaping():
+    rows = [
+        bench.result("notebooks", "01.ipynb", 12.34, "s", "notebook", "median of 3"),
+        bench.result("sliders", "02.ipynb: eps", 250.0, "ms", "slider", note="a | b"),
+        bench.result("batchnorm", "traffic", 0.5, "x"),
+    ]
+    lines = bench.format_table(rows).splitlines()
+    assert lines[0] == "| Section | Measurement | Value | Budget | Verdict | Note |"
+    assert lines[1] == "|---|---|---:|---|---|---|"
+    assert lines[2] == "| notebooks | 01.ipynb | 12.3 s | < 60 s | ok | median of 3 |"
+    assert lines[3] == "| sliders | 02.ipynb: eps | 250 ms | < 100 ms | **MISS** | a \\| b |"
+    assert lines[4] == "| batchnorm | traffic | 0.50x |  |  |  |"
+    assert len(lines) == 5
+
+
+def test_report_names_the_machine_and_the_misses():
+    machine = {"date": "2026-01-01 00:00 UTC", "cpu": "Test CPU", "cores": 2}
+    ok = bench.format_report([bench.result("book", "build", 1.0, "s", "book")], machine)
+    assert "Test CPU, 2 cores" in ok and "All budgets met." in ok
+    bad = bench.format_report([bench.result("book", "build", 99.0, "s", "book")], machine)
+    assert "Missed budgets: book / build." in bad
+
+
+def test_merge_keeps_the_sections_that_did_not_run():
+    old = [bench.result("tests", "pytest", 300.0, "s", "tests"),
+           bench.result("book", "build", 80.0, "s", "book")]
+    new = [bench.result("book", "build", 40.0, "s", "book")]
+    from dataclasses import asdict
+
+    merged = bench._merge([asdict(r) for r in old], new, ran={"book"})
+    assert [(r.section, r.value) for r in merged] == [("tests", 300.0), ("book", 40.0)]
+
+
+# ---- measurements' pure parts ---------------------------------------------------------------
+
+
+def test_cache_bytes_counts_each_buffer_once():
+    base = np.zeros((10, 4), np.float32)
+    assert bench.cache_bytes([base, base[:5], base.reshape(-1), np.zeros(4, np.float32), 1e-5]) \
+        == base.nbytes + 16
+    x = np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)
+    _, cache = batchnorm_forward(x, np.ones(8, np.float32), np.zeros(8, np.float32))
+    # x_hat plus five per-channel vectors (gamma, mu, var, inv_std) of 8 float32
+    assert bench.cache_bytes(cache) == x.nbytes + 4 * 8 * 4
+
+
+def test_notebooks_are_found_not_hard_coded(repo_root):
+    found = bench.notebooks(repo_root)
+    assert found == sorted((repo_root / "notebooks").glob("*.ipynb"))
+    assert len(found) >= 1
+
+
+def test_time_blocks_returns_one_number_per_block():
+    calls = []
+    times = bench.time_blocks(lambda: calls.append(1), repeats=4, target_s=0.001, warmup=2)
+    assert len(times) == 4 and all(t > 0 for t in times)
+    assert len(calls) >= 2 + 1 + 4
+
+
+def test_cpu_model_and_cores():
+    assert isinstance(bench.cpu_model(), str) and bench.cpu_model()
+    assert bench.cores() >= 1
+
+
+# ---- sliders --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_widgets():
+    """Widgets made in a test, closed afterwards so they leave the live registry."""
+    made = []
+    yield made
+    for w in made:
+        w.close()
+
+
+def test_find_sliders_keeps_observed_sliders_only(fresh_widgets):
+    seen = []
+    observed = widgets.FloatSlider(description="eps", min=0.0, max=1.0, step=0.1)
+    observed.observe(lambda change: seen.append(change["new"]), names="value")
+    unobserved = widgets.IntSlider(description="idle")
+    selection = widgets.SelectionSlider(options=["a", "b"], description="own-handlers-only")
+    text = widgets.FloatText(description="not a slider")
+    text.observe(lambda change: None, names="value")
+    ui = widgets.interactive(lambda n: n * 2, n=(1, 9))
+    fresh_widgets += [observed, unobserved, selection, text, ui, *ui.children]
+
+    found = bench.find_sliders()
+    assert observed in found
+    assert ui.children[0] in found  # interact's slider
+    assert unobserved not in found and selection not in found and text not in found
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: widgets.IntSlider(value=0, min=0, max=9),
+        lambda: widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1),
+        lambda: widgets.FloatLogSlider(value=1e-3, min=-5, max=-1),
+        lambda: widgets.IntRangeSlider(value=(2, 5), min=0, max=10),
+        lambda: widgets.SelectionSlider(options=["a", "b", "c", "d"], value="a"),
+        lambda: widgets.SelectionSlider(options=[("one", 1), ("two", 2)], value=1),
+    ],
+)
+def test_slider_targets_are_other_valid_values(make, fresh_widgets):
+    w = make()
+    fresh_widgets.append(w)
+    original = w.value
+    targets = bench.slider_targets(w)
+    assert 1 <= len(targets) <= 2 and original not in targets
+    for v in targets:
+        w.value = v
+        assert w.value == pytest.approx(v)  # accepted unchanged: inside the range, on the grid
+
+
+def test_slider_targets_spread_over_the_range(fresh_widgets):
+    w = widgets.IntSlider(value=0, min=0, max=9)
+    fresh_widgets.append(w)
+    assert bench.slider_targets(w) == [3, 6]
+
+
+def test_probe_sliders_runs_each_callback_and_restores_the_value(fresh_widgets):
+    seen = []
+    w = widgets.IntSlider(value=0, min=0, max=9, description="probe-me")
+    w.observe(lambda change: seen.append(change["new"]), names="value")
+    fresh_widgets.append(w)
+
+    records = [r for r in bench.probe_sliders(cycles=2) if r["description"] == "probe-me"]
+    assert len(records) == 1
+    (rec,) = records
+    assert seen == [3, 6, 0, 3, 6, 0]
+    assert w.value == 0
+    assert rec["n"] == 6 and rec["kind"] == "IntSlider" and rec["error"] is None
+    assert 0 <= rec["median_ms"] <= rec["max_ms"]
+
+
+def test_probe_sliders_reports_a_failing_callback(fresh_widgets):
+    w = widgets.IntSlider(value=0, min=0, max=9, description="broken")
+
+    def boom(change):
+        raise RuntimeError("no")
+
+    w.observe(boom, names="value")
+    fresh_widgets.append(w)
+    (rec,) = [r for r in bench.probe_sliders(cycles=1) if r["description"] == "broken"]
+    assert rec["error"] == "RuntimeError: no"
