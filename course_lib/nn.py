@@ -238,7 +238,8 @@ class _NormBase(Module):
                 init.zeros_(self.bias)
 
     def _check_input_dim(self, x: Tensor) -> None:
-        raise NotImplementedError
+        # Any (N, C, ...) input; BatchNorm1d/2d/3d narrow it to the shapes they take.
+        _checks.check_min_ndim(x.dim())
 
     def extra_repr(self) -> str:
         return (
