@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from course_lib.exercises import EXERCISES, Feedback, check, feedback_html, grade, register
 from course_lib.exercises import _core
 from course_lib.exercises import batchnorm as bn_ex
+from course_lib.exercises import fold as fold_ex
+from course_lib.exercises import running_stats as ema_ex
 from course_lib.exercises import standardize as std_ex
 from course_lib.exercises._compare import is_close
 
@@ -423,16 +425,24 @@ GRADER_MODULES = {
     "bn_forward": (bn_ex.FORWARD_MISTAKES, bn_ex._forward_cases),
     "bn_backward": (bn_ex.BACKWARD_MISTAKES, bn_ex._backward_cases),
 }
+# Graders built from Mistake lists and Case builders, for the design checks below (the test-time
+# graders' naming tests live in test_exercises_test_time.py).
+SEPARATION_CHECKS = {
+    **GRADER_MODULES,
+    "ema_update": (ema_ex.MISTAKES, ema_ex._step_cases),
+    "fold_bn": (fold_ex.MISTAKES, fold_ex._square_cases),
+    "fold_bn (any shape)": (fold_ex.ANY_SHAPE_MISTAKES, fold_ex._all_cases),
+}
 
 
 def _mistake_outputs(mistake, cases):
     return [tuple(np.asarray(a) for a in mistake.compute(*c.args)) for c in cases]
 
 
-@pytest.mark.parametrize("exercise_id", sorted(GRADER_MODULES))
+@pytest.mark.parametrize("exercise_id", sorted(SEPARATION_CHECKS))
 def test_every_mistake_is_far_from_the_reference(exercise_id):
     """Each mistake differs by >1e-3 (relative) somewhere: far outside even float32 tolerance."""
-    mistakes, make_cases = GRADER_MODULES[exercise_id]
+    mistakes, make_cases = SEPARATION_CHECKS[exercise_id]
     cases = make_cases()
     for m in mistakes:
         outs = _mistake_outputs(m, cases)
@@ -444,9 +454,9 @@ def test_every_mistake_is_far_from_the_reference(exercise_id):
         assert rel > 1e-3, (m.id, rel)
 
 
-@pytest.mark.parametrize("exercise_id", sorted(GRADER_MODULES))
+@pytest.mark.parametrize("exercise_id", sorted(SEPARATION_CHECKS))
 def test_mistakes_with_different_ids_are_distinguishable(exercise_id):
-    mistakes, make_cases = GRADER_MODULES[exercise_id]
+    mistakes, make_cases = SEPARATION_CHECKS[exercise_id]
     cases = make_cases()
     outs = [_mistake_outputs(m, cases) for m in mistakes]
     for a in range(len(mistakes)):
