@@ -13,6 +13,7 @@ array's type and imports torch lazily, so ``import course_lib.batchnorm`` never 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -105,7 +106,7 @@ def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
         size: the input's shape.
         allow_empty: accept an empty batch (torch does: it returns an empty output).
     """
-    m = int(np.prod([size[0], *size[2:]]))
+    m = math.prod((size[0], *size[2:]))
     if m == 1 or (m == 0 and not allow_empty):
         raise ValueError(
             f"Expected more than 1 value per channel when training, got input size {size}; "

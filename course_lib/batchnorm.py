@@ -25,6 +25,7 @@ return the input's dtype.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -100,15 +101,19 @@ def per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
 def values_per_channel(shape: tuple[int, ...]) -> int:
     r"""How many values each channel's statistics use: :math:`m = N \cdot \prod \text{spatial}`.
 
+    Works for numpy shapes and ``torch.Size`` alike.
+
     Example:
         >>> values_per_channel((8, 3, 4, 4))
         128
     """
-    return int(np.prod((shape[0], *shape[2:])))
+    return math.prod((shape[0], *shape[2:]))  # plain Python: a numpy call costs ~3 µs here
 
 
 def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     r""":math:`\sum_i a_i b_i` per channel, without the full-size temporary ``a * b``."""
+    if a.ndim == 2:
+        return np.einsum("nc,nc->c", a, b)
     n, c = a.shape[:2]
     return np.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
 
@@ -276,9 +281,9 @@ def batchnorm_backward(
     dbeta = dout.sum(axis=axes)
     dgamma = _channel_dot(dout, x_hat)
     # dx = gamma * inv_std * (dout - dbeta / m - x_hat * dgamma / m), built in one buffer
-    dx = x_hat * per_channel(-dgamma / m, nd)
-    dx -= per_channel(dbeta / m, nd)
+    dx = x_hat * per_channel(dgamma / -m, nd)
     dx += dout
+    dx -= per_channel(dbeta / m, nd)
     dx *= per_channel(gamma * inv_std, nd)
     return dx, dgamma, dbeta
 

@@ -553,7 +553,13 @@ def bench_book(root: Path, repeats: int) -> list[Result]:
 
 
 def bench_batchnorm(shapes: Sequence[tuple[int, ...]], repeats: int) -> list[Result]:
-    """numpy reference forward+backward vs torch's native BN, and both against a copy."""
+    """numpy reference forward+backward vs torch's native BN, and both against a copy.
+
+    Besides the budgeted ratio, each row reports what explains it: the cost of one numpy pass
+    over the array (``np.multiply(x, dout, out=...)``, reading two arrays and writing one), so
+    the time of each side can be read as a number of such passes, and torch's time on one
+    thread, the same resources the (single-threaded) numpy code gets.
+    """
     import numpy as np
     import torch
 
@@ -580,7 +586,14 @@ def bench_batchnorm(shapes: Sequence[tuple[int, ...]], repeats: int) -> list[Res
             torch.autograd.grad(bn(xt), params, dt)
 
         t = _interleaved({"ours": ours, "torch": theirs,
-                          "copy": lambda: np.copyto(dst, x)}, repeats)
+                          "copy": lambda: np.copyto(dst, x),
+                          "pass": lambda: np.multiply(x, dout, out=dst)}, repeats)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            t["torch_1t"] = time_blocks(theirs, repeats)
+        finally:
+            torch.set_num_threads(threads)
         best = {k: min(v) for k, v in t.items()}
         med = {k: statistics.median(v) for k, v in t.items()}
         # Traffic model: the least any fwd+bwd must move is 5 arrays (fwd reads x, writes y;
@@ -588,15 +601,21 @@ def bench_batchnorm(shapes: Sequence[tuple[int, ...]], repeats: int) -> list[Res
         nbytes = x.nbytes
         copy_bw = 2 * nbytes / best["copy"]
         frac = {k: 5 * nbytes / best[k] / copy_bw for k in ("ours", "torch")}
+        passes = {k: best[k] / best["pass"] for k in ("ours", "torch")}
         label = "x".join(map(str, shape))
         results.append(result(
             "batchnorm", f"numpy fwd+bwd / torch fwd+bwd, {label}",
             best["ours"] / best["torch"], "x", "bn_vs_torch", f"min of {repeats}",
-            f"{best['ours'] * 1e3:.3g} vs {best['torch'] * 1e3:.3g} ms; traffic "
-            f"{frac['ours']:.0%} vs {frac['torch']:.0%} of copy bandwidth "
+            f"{best['ours'] * 1e3:.3g} vs {best['torch'] * 1e3:.3g} ms "
+            f"({threads} torch threads), = {passes['ours']:.1f} vs {passes['torch']:.1f} "
+            f"numpy passes of {best['pass'] * 1e3:.3g} ms; vs torch on 1 thread "
+            f"({best['torch_1t'] * 1e3:.3g} ms): {best['ours'] / best['torch_1t']:.2f}x; "
+            f"traffic {frac['ours']:.0%} vs {frac['torch']:.0%} of copy bandwidth "
             f"({copy_bw / 1e9:.1f} GB/s)",
-            ours_s=best["ours"], torch_s=best["torch"], copy_s=best["copy"],
-            median_ratio=med["ours"] / med["torch"], copy_gbps=copy_bw / 1e9,
+            ours_s=best["ours"], torch_s=best["torch"], torch_1thread_s=best["torch_1t"],
+            copy_s=best["copy"], numpy_pass_s=best["pass"], torch_threads=threads,
+            median_ratio=med["ours"] / med["torch"],
+            ratio_vs_torch_1thread=best["ours"] / best["torch_1t"], copy_gbps=copy_bw / 1e9,
             traffic_fraction_ours=frac["ours"], traffic_fraction_torch=frac["torch"]))
     return results
 

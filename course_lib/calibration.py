@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.batchnorm import batch_stats
+from course_lib.batchnorm import batch_stats, values_per_channel
 
 __all__ = ["is_batchnorm", "batchnorm_layers", "recalibrate_bn", "population_stats"]
 
@@ -153,7 +153,7 @@ class _Moments:
 
     def add(self, x: torch.Tensor) -> None:
         x64 = x.detach().cpu().double().numpy()
-        n_b = int(np.prod((x64.shape[0], *x64.shape[2:])))
+        n_b = values_per_channel(x64.shape)
         if n_b == 0:
             return
         mean_b, var_b = batch_stats(x64)

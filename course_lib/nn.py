@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from course_lib import _checks
-from course_lib.batchnorm import reduce_axes
+from course_lib.batchnorm import reduce_axes, values_per_channel
 
 __all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
@@ -96,7 +96,7 @@ def batch_norm(
     pc = _as_is if nd == 2 else _per_channel_of(nd)
     if training:
         shape = x.shape
-        m = _values_per_channel(shape)
+        m = values_per_channel(shape)
         if m <= 1:
             _checks.check_values_per_channel(x.size(), allow_empty=True)
         mean = x.mean(dim=axes)
@@ -131,14 +131,6 @@ def _as_is(v: Tensor) -> Tensor:
 def _per_channel_of(nd: int):
     shape = (1, -1) + (1,) * (nd - 2)  # per_channel's reshape, built once per call
     return lambda v: v.reshape(shape)
-
-
-def _values_per_channel(shape: torch.Size) -> int:
-    """``values_per_channel`` in plain Python (no numpy call on the hot path)."""
-    m = shape[0]
-    for s in shape[2:]:
-        m *= s
-    return m
 
 
 def _update_running_stats(
