@@ -236,6 +236,25 @@ def time_blocks(fn: Callable[[], Any], repeats: int, target_s: float = 0.05,
     return out
 
 
+def settle_allocator(nbytes: int = 24 << 20) -> None:
+    """Put the C allocator into the state a long-running notebook reaches, once per run.
+
+    glibc's ``malloc`` serves blocks above ``M_MMAP_THRESHOLD`` (128 KB at start) with a fresh
+    ``mmap``, whose pages the kernel faults in and zeroes on first touch, and raises that
+    threshold to the size of the first such block that is freed (up to 32 MB). So before any
+    large array has been freed, every full-size temporary costs page faults; after, it comes
+    from the heap. Measured here: the graph backward at 256x1024 took 3.3 ms in a fresh
+    process and 0.54 ms after one large free, so the results depended on which section ran
+    first. Allocating, touching and freeing one ``nbytes`` block (above the largest array
+    measured, below glibc's 32 MB cap) makes every section start from the same, steady state.
+    Other allocators ignore it harmlessly.
+    """
+    import numpy as np
+
+    block = np.ones(nbytes // 8)
+    del block
+
+
 def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
                  target_s: float = 0.05) -> dict[str, list[float]]:
     """:func:`time_blocks` for several functions, alternating blocks so load hits all alike."""
@@ -741,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Benchmarking {', '.join(s for s in SECTIONS if s in ran)} on {machine['cpu']} "
           f"({machine['cores']} cores, torch threads {machine['torch_threads']})", flush=True)
 
+    if ran & {"training", "batchnorm", "backward"}:
+        settle_allocator()
     if "training" in ran:
         print("training step ...", flush=True)
         # Many short blocks: a 3-layer step is ~1 ms, so load spikes hit single blocks.

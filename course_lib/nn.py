@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from course_lib import _checks
-from course_lib.batchnorm import reduce_axes, values_per_channel
+from course_lib.batchnorm import per_channel, reduce_axes, values_per_channel
 
 __all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
 
@@ -91,9 +91,11 @@ def batch_norm(
     if eps <= 0.0:
         _checks.check_eps(eps, training)
     axes, nd = reduce_axes(x), x.ndim
-    # A (C,) vector broadcasts against (N, C) as (1, C) does, with the same values and the
-    # same gradient reductions, so the 2D case skips the reshapes (one graph node each).
-    pc = _as_is if nd == 2 else _per_channel_of(nd)
+    # per_channel leaves a (C,) vector as it is for a 2D input: it broadcasts against (N, C)
+    # as (1, C) does, with the same values and gradient reductions, and one graph node less.
+    def pc(v: Tensor) -> Tensor:
+        return per_channel(v, nd)
+
     if training:
         shape = x.shape
         m = values_per_channel(shape)
@@ -122,15 +124,6 @@ def batch_norm(
     x_hat = (x - mean_c) / torch.sqrt(pc(var) + eps)
     y = x_hat if weight is None else x_hat * pc(weight)
     return y if bias is None else y + pc(bias)
-
-
-def _as_is(v: Tensor) -> Tensor:
-    return v
-
-
-def _per_channel_of(nd: int):
-    shape = (1, -1) + (1,) * (nd - 2)  # per_channel's reshape, built once per call
-    return lambda v: v.reshape(shape)
 
 
 def _update_running_stats(

@@ -78,7 +78,9 @@ def test_reduce_axes_per_channel_values_per_channel():
     assert reduce_axes(np.zeros((4, 3, 5))) == (0, 2)
     assert reduce_axes(np.zeros((4, 3, 5, 6))) == (0, 2, 3)
     assert reduce_axes(torch.zeros(4, 3, 5, 6, 7)) == (0, 2, 3, 4)
-    assert per_channel(np.arange(3.0), 2).shape == (1, 3)
+    v = np.arange(3.0)
+    assert per_channel(v, 2) is v, "(C,) already broadcasts against (N, C)"
+    assert (np.ones((4, 3)) * per_channel(v, 2)).tolist() == [[0.0, 1.0, 2.0]] * 4
     assert per_channel(np.arange(3.0), 4).shape == (1, 3, 1, 1)
     assert per_channel(torch.arange(3.0), 5).shape == (1, 3, 1, 1, 1)
     assert values_per_channel((4, 3)) == 4
