@@ -761,6 +761,33 @@ def test_check_returns_an_html_widget_with_the_escaped_message():
     assert "✓ Correct" in passed.value
 
 
+def test_solution_is_folded_away_and_escaped():
+    fb = Feedback(False, "dx is off", "missing_eps", solution="dx = a < b & c")
+    html = feedback_html(fb)
+    assert html.index("dx is off") < html.index("<details")
+    assert "<details " in html and "<details open" not in html, "closed until the learner asks"
+    assert "<summary" in html and "Show a solution" in html
+    assert "dx = a &lt; b &amp; c" in html
+    assert "<details" not in feedback_html(Feedback(False, "oops", None)), "no solution, no fold"
+    assert "<details" not in feedback_html(Feedback(True, "✓ Correct: yes.", None, "x"))
+
+
+@pytest.mark.parametrize("exercise_id, fn", [
+    ("bn_forward", lambda: BN_FORWARD_MISTAKES["unbiased_variance"][0]),
+    ("standardize", lambda: STANDARDIZE_MISTAKES["divides_by_variance"][0]),
+])
+def test_wrong_values_carry_the_recipe_as_a_solution_not_in_the_message(exercise_id, fn):
+    fb = grade(exercise_id, fn())
+    assert not fb.passed and fb.solution, fb
+    assert fb.solution not in fb.message and "Fix:" not in fb.message
+    assert "Show a solution" in check(exercise_id, fn()).value
+
+
+def test_a_pass_or_a_broken_submission_has_no_solution():
+    assert grade("standardize", standardize_loops).solution == ""
+    assert grade("bn_forward", lambda x, gamma, beta, eps: None).solution == ""
+
+
 def test_check_raises_only_for_an_unknown_id():
     with pytest.raises(ValueError, match="valid ids"):
         check("nope", bn_forward_einsum)

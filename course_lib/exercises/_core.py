@@ -65,11 +65,16 @@ class Feedback:
             ``"returned_none"``, ``"wrong_type"``, ``"wrong_length"``, ``"wrong_shape"``,
             ``"not_finite"``, ``"mutates_input"``, ``"wrong_values"``; ``"grader_error"``
             means the grader itself failed (a course bug, not the learner's).
+        solution: when the values (or the layers) are wrong, the correct recipe; else "".
+            It is kept out of ``message`` on purpose: the message says what went wrong and
+            why, which is usually enough to fix it, and the widget shows the solution folded
+            away, for a learner who asks for it.
     """
 
     passed: bool
     message: str
     mistake: str | None = None
+    solution: str = ""
 
 
 # id -> one-line description ("fn(...) -> ...: what it computes"), in registration order.
@@ -332,7 +337,7 @@ def run_cases(
         output_names: names of the outputs; one name means the function returns one array,
             several mean it returns a tuple.
         mistakes: classic mistakes in priority order.
-        fix: the correct recipe, shown once after the explanations when values are wrong.
+        fix: the correct recipe: the feedback's ``solution`` when values are wrong.
         hint: what to check when the values are wrong and no classic mistake matches.
         diagnose_shape: optional ``(output_name, got_shape, case) -> (mistake_id, message)``
             that explains a wrong shape (e.g. a sum over the wrong axis).
@@ -415,15 +420,13 @@ def run_cases(
         # Say which outputs a paragraph is about only when it is not all of the wrong ones.
         which = ", ".join(output_names[j] for j in js)
         parts.append(text if len(groups) == 1 else f"[{which}] {text}")
-    if fix:
-        parts.append("Fix: " + fix)
     if mutated:
         parts.append(f"Also: your function modified its input {' and '.join(sorted(mutated))} "
                      f"in place; work on new arrays instead (x = x - mu, not x -= mu).")
     parts.append(_dtype_note(results).strip())
     parts.append(report(worst, "Largest difference in"))
     mistake_id = found[0][0].id if found else "wrong_values"
-    return Feedback(False, "\n\n".join(p for p in parts if p), mistake_id)
+    return Feedback(False, "\n\n".join(p for p in parts if p), mistake_id, solution=fix)
 
 
 def _identify(

@@ -560,9 +560,8 @@ def _grade(submission: Any) -> Feedback:
                 *(["Also:\n" + "\n".join(f"- {t}" for t in others)] if others else []),
                 f"Your network, from {call_text}:\n  {_chain(layers)}\n"
                 f"Expected:\n  {_expected_chain(*call)}",
-                "Fix: " + FIX,
             ]
-            return Feedback(False, "\n\n".join(parts), mistake)
+            return Feedback(False, "\n\n".join(parts), mistake, solution=FIX)
         with torch.random.fork_rng(devices=[]):
             problem, diff = _forward_problem(model, layers, call, seed)
         if problem is not None:

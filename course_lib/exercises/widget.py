@@ -27,7 +27,9 @@ def feedback_html(feedback: Feedback) -> str:
 
     A pass is a green box headed "✓ Correct"; a fail is a red box headed "✗ Not yet", with
     the recognised mistake as a sub-heading ("Looks like: unbiased variance"). The message
-    keeps its line breaks and alignment (``white-space: pre-wrap``, monospace).
+    keeps its line breaks and alignment (``white-space: pre-wrap``, monospace). A failed
+    grade's ``solution`` comes last, folded in a ``<details>`` element ("Show a solution")
+    that stays closed until the learner opens it.
 
     Example::
 
@@ -53,6 +55,15 @@ def feedback_html(feedback: Feedback) -> str:
         'background:transparent; border:none;">'
         f"{html.escape(_without_heading(feedback))}</pre>"
     )
+    if not feedback.passed and feedback.solution:
+        # Folded: the explanation above is usually enough; the recipe is there on request.
+        parts.append(
+            '<details style="margin-top:6px;"><summary style="cursor:pointer;">'
+            "Show a solution</summary>"
+            '<pre style="white-space:pre-wrap; font-size:0.9em; margin:4px 0 0 0; '
+            'background:transparent; border:none;">'
+            f"{html.escape(feedback.solution)}</pre></details>"
+        )
     parts.append("</div>")
     return "".join(parts)
 
