@@ -6,7 +6,8 @@ what a learner gets on Binder or on their own machine, where the kernel runs:
 - moving chapter 2's γ slider redraws the picture it drives (a new PNG and a new alt text that
   names the new γ);
 - chapter 2's bn_forward exercise, answered with the classic mistake (the unbiased variance),
-  shows the grader's message for that mistake; answered correctly, it shows "✓ Correct".
+  shows the grader's message for that mistake, with the recipe folded under "Show a solution"
+  until clicked; answered correctly, it shows "✓ Correct".
 
 How: a module-scoped JupyterLab (``python -m jupyterlab``, the pinned version) serves copies of
 the notebook from a temporary folder, with its own empty Jupyter config, data, settings and
@@ -398,6 +399,18 @@ def test_bn_forward_grader_answers_in_the_page(jupyterlab, open_notebook, answer
         assert phrase in text, f"{answer}: {phrase!r} not in the grader's box:\n{text}"
     for phrase in not_expected:
         assert phrase not in text, f"{answer}: {phrase!r} in the grader's box:\n{text}"
+    # A wrong answer's recipe is folded away until the learner asks for it.
+    details = feedback.locator("details")
+    if answer == "correct":
+        assert details.count() == 0, "a pass has no solution to show"
+    else:
+        assert details.count() == 1 and details.get_attribute("open") is None
+        recipe = details.locator("pre")
+        assert not recipe.is_visible(), "the solution must stay folded until asked for"
+        assert "Algorithm 1" not in text
+        details.locator("summary", has_text="Show a solution").click()
+        recipe.wait_for(state="visible", timeout=WIDGET_TIMEOUT_MS)
+        assert "Algorithm 1" in recipe.inner_text()
     screenshot(cell, f"bn-forward-{answer}")
     assert_offline(lab_page)
 
