@@ -90,6 +90,19 @@ class TestChapterSkeleton:
             assert mystnb.get("figure", {}).get("caption"), f"figure without caption:\n{source(cell)[:200]}"
             assert mystnb.get("image", {}).get("alt"), f"figure without alt text:\n{source(cell)[:200]}"
 
+    def test_only_drawing_code_is_folded_away(self, path):
+        # hide-input folds a cell's code on the site (a "Show code cell source" toggle). It is
+        # for code that only draws a figure or wires a slider: a cell whose code is folded
+        # must show a picture or a widget, and never hold an assert, so every claim's check
+        # stays in view.
+        folded = [c for c in code_cells(load(path)) if "hide-input" in c["metadata"].get("tags", [])]
+        for cell in folded:
+            kinds = {k for out in cell.get("outputs", []) for k in out.get("data", {})}
+            assert kinds & {"image/png", "application/vnd.jupyter.widget-view+json"}, (
+                f"{path.name}: folded code that draws nothing:\n{source(cell)[:200]}")
+            assert not re.search(r"^\s*assert\b", source(cell), re.M), (
+                f"{path.name}: an assert in folded code:\n{source(cell)[:200]}")
+
     def test_widgets_have_stored_state(self, path):
         nb = load(path)
         uses_widgets = any(

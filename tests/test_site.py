@@ -385,6 +385,26 @@ def test_chapters_have_self_checks(visit):
     assert not without, f"chapters with no self-check question on the site: {without}"
 
 
+def test_folded_code_opens_on_request(open_page):
+    # Cells tagged hide-input (drawing code only, see test_notebooks.py) show their figure and
+    # a closed "Show code cell source" toggle; one click shows the code.
+    entry = CHAPTERS[2] if len(CHAPTERS) > 2 else CHAPTERS[0]
+    session = open_page(f"{entry}.html")
+    page = session.page
+    folded = page.locator(".cell.tag_hide-input")
+    assert folded.count() > 0, f"{entry}.html has no folded drawing code"
+    cell = folded.first
+    toggle = cell.locator("details.hide.above-input")
+    assert toggle.get_attribute("open") is None, "folded code must start closed"
+    code = cell.locator(".cell_input pre")
+    assert not code.is_visible()
+    assert cell.locator(".cell_output img").first.is_visible(), "the figure shows without the code"
+    toggle.locator("summary").click()
+    code.first.wait_for(state="visible")
+    assert "plt." in code.first.inner_text() or "ax." in code.first.inner_text()
+    assert not session.problems(), f"{entry}.html:\n  " + "\n  ".join(session.problems())
+
+
 def test_search_finds_momentum(open_page):
     session = open_page("search.html?q=momentum")
     page = session.page
