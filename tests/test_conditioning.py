@@ -27,6 +27,7 @@ from course_lib.conditioning import (
     steps_to_converge,
     theoretical_steps,
 )
+from course_lib.gradcheck import numerical_gradient, rel_error
 from course_lib.normalize import Standardizer
 
 #: Seeds for the chapter's claims: none of them is one the notebook uses (0 and 1).
@@ -42,11 +43,6 @@ def problems(seed: int, scale_ratio: float = CHAPTER_RATIO):
     X, y = make_regression_data(scale_ratio=scale_ratio, seed=seed)
     X_std = Standardizer().fit(X).transform(X)
     return LinearRegressionLoss(X, y), LinearRegressionLoss(X_std, y)
-
-
-def rel_error(a, b):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,23 +124,18 @@ class TestLinearRegressionLoss:
 
     def test_gradient_matches_central_differences(self, small_problem):
         rng = np.random.default_rng(1)
-        h = 1e-6
         for _ in range(5):
             w = rng.normal(size=2)
-            numeric = np.array([
-                (small_problem.loss(w + h * e) - small_problem.loss(w - h * e)) / (2 * h)
-                for e in np.eye(2)
-            ])
+            numeric = numerical_gradient(lambda: small_problem.loss(w), w, 1.0, h=1e-6)
             assert rel_error(small_problem.gradient(w), numeric) < 1e-7
 
     def test_hessian_matches_finite_differences_of_the_gradient(self, small_problem):
         rng = np.random.default_rng(2)
         w = rng.normal(size=2)
-        h = 1e-5
+        # Row k of the Hessian is the gradient of the k-th entry of the gradient.
         numeric = np.stack([
-            (small_problem.gradient(w + h * e) - small_problem.gradient(w - h * e)) / (2 * h)
-            for e in np.eye(2)
-        ], axis=1)
+            numerical_gradient(lambda: small_problem.gradient(w), w, e) for e in np.eye(2)
+        ])
         assert rel_error(small_problem.hessian, numeric) < 1e-8
         np.testing.assert_allclose(small_problem.hessian, small_problem.hessian.T, rtol=1e-14)
 
