@@ -226,8 +226,8 @@ def batch_var_std_theory(population: Any, batch_sizes: Sequence[int]) -> np.ndar
     """
     pop = _population(population)
     m = _batch_sizes(batch_sizes).astype(np.float64)
-    centred = pop - pop.mean()
-    var, mu4 = np.mean(centred**2), np.mean(centred**4)
+    centered = pop - pop.mean()
+    var, mu4 = np.mean(centered**2), np.mean(centered**4)
     v = (m - 1) ** 2 / m**3 * mu4 - (m - 1) * (m - 3) / m**3 * var**2
     return np.sqrt(np.maximum(v, 0.0))
 

@@ -125,8 +125,8 @@ def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
 
 
-def _centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per-channel mean :math:`\mu` and the centred input :math:`x - \mu`, accurately.
+def _center(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per-channel mean :math:`\mu` and the centered input :math:`x - \mu`, accurately.
 
     Shifted-data algorithm: subtract one sample :math:`K` of each channel first, then the
     mean of what is left, :math:`\mu = K + \overline{x - K}`. A plain float32 sum of 4096
@@ -142,10 +142,10 @@ def _centre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return shift.reshape(-1) + mean_of_rest, x_mu
 
 
-def _centred_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mu, var, x - mu)``: the statistics of :func:`batch_stats` plus the centred input."""
-    mu, x_mu = _centre(x)
-    # Two-pass: the variance of centred values. E[x^2] - E[x]^2 would cancel catastrophically
+def _centered_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mu, var, x - mu)``: the statistics of :func:`batch_stats` plus the centered input."""
+    mu, x_mu = _center(x)
+    # Two-pass: the variance of centered values. E[x^2] - E[x]^2 would cancel catastrophically
     # when |mean| >> std (it can even come out negative).
     var = _channel_dot(x_mu, x_mu) / values_per_channel(x.shape)
     return mu, var, x_mu
@@ -159,7 +159,7 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         \mu = \frac{1}{m}\sum_{i=1}^m x_i, \qquad
         \sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i - \mu)^2
 
-    over every axis but 1. The variance is computed from centred values (two passes), so it
+    over every axis but 1. The variance is computed from centered values (two passes), so it
     stays accurate when :math:`|\mu| \gg \sigma`.
 
     Args:
@@ -175,7 +175,7 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _checks.check_float_array(x)
     _checks.check_min_ndim(x.ndim)
-    mu, var, _ = _centred_stats(x)
+    mu, var, _ = _centered_stats(x)
     return mu, var
 
 
@@ -222,7 +222,7 @@ def batchnorm_forward(
     _checks.check_values_per_channel(x.shape)
     _checks.check_eps(eps)
 
-    mu, var, x_mu = _centred_stats(x)
+    mu, var, x_mu = _centered_stats(x)
     _checks.check_finite(x, channel_means=mu)
     inv_std = 1.0 / np.sqrt(var + eps)
     x_hat = x_mu  # normalize in place: x - mu is not needed once x_hat exists

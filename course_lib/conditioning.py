@@ -8,7 +8,7 @@ The setting is linear regression with the mean squared error (MSE). For data
     J(w, b) = \frac{1}{N} \sum_{i=1}^{N} \left(w^\top x^{(i)} + b - y^{(i)}\right)^2 .
 
 For any :math:`w` the best bias is :math:`b(w) = \bar y - w^\top \bar x` (the means over the
-data), and putting it back gives a loss of :math:`w` alone, written with the *centred* data
+data), and putting it back gives a loss of :math:`w` alone, written with the *centered* data
 :math:`X_c = X - \bar x` and :math:`y_c = y - \bar y`:
 
 .. math::
@@ -155,7 +155,7 @@ class LinearRegressionLoss:
 
     with :math:`X_c = X - \bar x`, :math:`y_c = y - \bar y`, :math:`H = \frac{2}{N}X_c^\top X_c`
     and :math:`w^*` the least-squares weights. Profiling out the bias is what keeps the problem
-    a :math:`D`-dimensional quadratic (a 2D picture for two features); it only centres the
+    a :math:`D`-dimensional quadratic (a 2D picture for two features); it only centers the
     data, it does not rescale it, so the features keep their units.
 
     Args:
@@ -542,7 +542,7 @@ class Landscape:
         contours: one ``(n_points, 2)`` closed curve per level, computed exactly with
             :func:`contour_ellipse`. Prefer them to contouring the grid: an elongated ellipse
             is only a few grid cells wide, and its grid contour comes out jagged.
-        w_star: ``(2,)`` the minimizer, at the centre of the grid.
+        w_star: ``(2,)`` the minimizer, at the center of the grid.
     """
 
     w1: np.ndarray

@@ -250,7 +250,7 @@ def load_digits_split(
 
 #: Amplitude of the wave in :func:`covariate_shift_rule`: the boundary is ``x_2 = 1.5 sin(x_1)``.
 WAVE_AMPLITUDE = 1.5
-#: Standard deviation of the inputs around their centre, in both coordinates.
+#: Standard deviation of the inputs around their center, in both coordinates.
 INPUT_STD = 0.6
 
 
@@ -300,7 +300,7 @@ class CovariateShiftTask(NamedTuple):
     Both share the same training set, drawn around the origin. They differ in the test set:
 
     - ``source.X_test`` comes from the training distribution (in-distribution test);
-    - ``shifted.X_test`` comes from the moved distribution (centre ``(shift, 0)``).
+    - ``shifted.X_test`` comes from the moved distribution (center ``(shift, 0)``).
 
     So ``train(model, source, ...)`` reports in-distribution test accuracy and
     ``train(model, shifted, ...)`` would train on exactly the same data but report the

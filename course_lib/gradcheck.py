@@ -2,7 +2,7 @@
 
 For a scalar loss :math:`L = \\sum f(v) \\odot d_{out}` (a *random* upstream gradient
 :math:`d_{out}`: a plain sum through batch norm has zero gradient and proves nothing), the
-centred difference
+centered difference
 
 .. math::
 
@@ -23,7 +23,7 @@ import numpy as np
 def numerical_gradient(
     f: Callable[[], np.ndarray], v: np.ndarray, dout: np.ndarray, h: float = 1e-5
 ) -> np.ndarray:
-    """Centred differences of ``sum(f() * dout)`` with respect to ``v``.
+    """Centered differences of ``sum(f() * dout)`` with respect to ``v``.
 
     Args:
         f: a function of no arguments that reads ``v`` (closed over) and returns an array of

@@ -31,7 +31,7 @@ of the same idea, and it is exactly a random change of the unit's distribution, 
 else: the transform stays affine within a batch.)
 
 In eval mode there is no noise: the layer is plain batch norm with its running statistics.
-The defaults are centred on the identity on average (:math:`\mathrm E[s_j] = 1`,
+The defaults are centered on the identity on average (:math:`\mathrm E[s_j] = 1`,
 :math:`\mathrm E[t_j] = 0`), so eval mode matches what training saw on average; with other
 settings an evaluation sees a systematically different layer than training did.
 

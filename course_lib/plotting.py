@@ -1,7 +1,7 @@
 """The book's one figure style, so every figure looks like it belongs to the same course.
 
-Colours come from the Okabe-Ito palette, which stays distinguishable for the common forms of
-colour blindness, and each recurring idea keeps its colour across chapters: "no batch norm" is
+Colors come from the Okabe-Ito palette, which stays distinguishable for the common forms of
+color blindness, and each recurring idea keeps its color across chapters: "no batch norm" is
 always vermillion, "batch norm" always blue, and so on. Call :func:`use_style` once per
 notebook, right after the imports.
 
@@ -31,7 +31,7 @@ OKABE_ITO: dict[str, str] = {
     "reddish_purple": "#CC79A7",
 }
 
-#: Colours by meaning. Use these names, not raw hex codes, in notebooks.
+#: Colors by meaning. Use these names, not raw hex codes, in notebooks.
 COLORS: dict[str, str] = {
     "raw": OKABE_ITO["vermillion"],
     "standardized": OKABE_ITO["blue"],
@@ -52,7 +52,7 @@ CYCLE: list[str] = [
     for name in ("blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue", "black")
 ]
 
-#: A perceptually uniform, colour-blind-friendly colormap for contours and images.
+#: A perceptually uniform, color-blind-friendly colormap for contours and images.
 CMAP = "viridis"
 
 STYLE: dict[str, Any] = {

@@ -301,7 +301,7 @@ def test_large_mean_float32_matches_float64(seed, mean, spread, n):
     ones, zeros = np.ones(3), np.zeros(3)
     out32, _ = batchnorm_forward(x32, ones.astype(np.float32), zeros.astype(np.float32))
     out64, _ = batchnorm_forward(x32.astype(np.float64), ones, zeros)
-    # out is O(1); float32 work on centred data leaves errors of a few 1e-7
+    # out is O(1); float32 work on centered data leaves errors of a few 1e-7
     np.testing.assert_allclose(out32, out64, rtol=0, atol=1e-4)
 
 

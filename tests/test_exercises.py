@@ -409,7 +409,7 @@ def test_swapped_standardize_outputs_get_a_hint():
     assert fb.mistake == "wrong_shape" and "wrong order" in fb.message
 
 
-def test_unrecognised_wrong_values_get_the_generic_hint():
+def test_unrecognized_wrong_values_get_the_generic_hint():
     fb = grade("bn_forward", lambda x, g, b, eps: bn_forward_einsum(x, g, b, eps) * 1.5)
     assert (fb.passed, fb.mistake) == (False, "wrong_values")
     assert "No classic mistake matches" in fb.message and "Algorithm 1" in fb.solution

@@ -170,7 +170,7 @@ def test_mistakes_are_named(mistake, k):
         assert w in fb.message, (w, fb.message)
 
 
-def test_unrecognised_wrong_values_get_the_generic_hint():
+def test_unrecognized_wrong_values_get_the_generic_hint():
     fb = grade("percentiles", lambda a: 2.0 * pct_numpy(a))
     assert (fb.passed, fb.mistake) == (False, "wrong_values")
     assert "No classic mistake matches" in fb.message and "np.median" in fb.message

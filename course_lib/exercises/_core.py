@@ -56,9 +56,9 @@ class Feedback:
     Attributes:
         passed: True if the submission is correct on every case.
         message: plain text, possibly several lines: what was expected, what arrived, the
-            maximum absolute difference and on which case; for a recognised mistake, what
+            maximum absolute difference and on which case; for a recognized mistake, what
             the learner did, why it is wrong and how to fix it.
-        mistake: a stable id when the grader recognised the problem, else None (always None
+        mistake: a stable id when the grader recognized the problem, else None (always None
             when ``passed``). Misconceptions are exercise-specific ids such as
             ``"unbiased_variance"``, ``"missing_eps"``, ``"test_refit"``; broken submissions
             get generic ids: ``"not_implemented"``, ``"exception"``, ``"wrong_signature"``,

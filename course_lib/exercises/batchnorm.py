@@ -12,7 +12,7 @@ them shows), few examples (N - 1 vs N differs by several percent), and a feature
 ~1e-3 next to eps = 1e-2 (a missing or misplaced eps shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
-so the grader can recognise it in a submission. Never use them as a reference.
+so the grader can recognize it in a submission. Never use them as a reference.
 """
 
 from __future__ import annotations

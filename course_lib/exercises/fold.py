@@ -22,7 +22,7 @@ Design choices:
   both signs, beta != 0, b != 0 and running means far from 0 make every other slip show.
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
-so the grader can recognise it in a submission. Never use them as a reference.
+so the grader can recognize it in a submission. Never use them as a reference.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ MISTAKES = (
     Mistake(
         "forgot_mean",
         "Looks like b_folded = scale * b + beta, without subtracting running_mean. Batch "
-        "norm first centres the layer's output, z - mu, then scales and shifts it; the mu "
+        "norm first centers the layer's output, z - mu, then scales and shifts it; the mu "
         "ends up in the bias: b_folded = scale * (b - running_mean) + beta.",
         _fold(b_mode="no_mean"),
     ),

@@ -52,7 +52,7 @@ CALLS: tuple[tuple[int, tuple[int, ...], int], ...] = (
     (64, (100, 100, 100), 10),
 )
 
-#: Recognised problems with the layers, most fundamental first: the feedback names the first
+#: Recognized problems with the layers, most fundamental first: the feedback names the first
 #: one found and lists the others.
 MISTAKE_IDS: tuple[str, ...] = (
     "wrong_layers",

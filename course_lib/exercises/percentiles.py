@@ -15,7 +15,7 @@ swapped order all show), and ``n`` such that no percentile falls exactly on a da
 skipping the interpolation shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
-so the grader can recognise it in a submission. Never use them as a reference.
+so the grader can recognize it in a submission. Never use them as a reference.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _activations(seed: int, steps: int, n: int) -> np.ndarray:
     t = np.linspace(0.0, 1.0, steps)[:, None]
     location = 1.5 * np.sin(3.0 * t + seed) - 2.0 * t
     spread = 0.3 + 1.5 * t
-    # Skewed (a centred exponential), so the mean and the median differ.
+    # Skewed (a centered exponential), so the mean and the median differ.
     skewed = rng.exponential(1.0, size=(steps, n)) - np.log(2.0)
     return location + spread * skewed
 

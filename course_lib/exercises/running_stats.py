@@ -21,7 +21,7 @@ drifting over the run, and momenta 0.1, 0.3 and 0.05 (never 0.5, where the flipp
 convention would be right by accident).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
-so the grader can recognise it in a submission. Never use them as a reference.
+so the grader can recognize it in a submission. Never use them as a reference.
 """
 
 from __future__ import annotations

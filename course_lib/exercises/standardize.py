@@ -5,7 +5,7 @@ use the *training* set's per-feature mean and population standard deviation. The
 is :class:`course_lib.normalize.Standardizer`.
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
-so the grader can recognise it in a submission. Never use them as a reference.
+so the grader can recognize it in a submission. Never use them as a reference.
 """
 
 from __future__ import annotations

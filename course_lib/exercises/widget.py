@@ -26,7 +26,7 @@ def feedback_html(feedback: Feedback) -> str:
     """Render a :class:`Feedback` as an HTML box (pure; every learner-derived text escaped).
 
     A pass is a green box headed "✓ Correct"; a fail is a red box headed "✗ Not yet", with
-    the recognised mistake as a sub-heading ("Looks like: unbiased variance"). The message
+    the recognized mistake as a sub-heading ("Looks like: unbiased variance"). The message
     keeps its line breaks and alignment (``white-space: pre-wrap``, monospace). A failed
     grade's ``solution`` comes last, folded in a ``<details>`` element ("Show a solution")
     that stays closed until the learner opens it.
