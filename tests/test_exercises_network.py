@@ -232,6 +232,7 @@ def test_wrong_eps_is_caught_by_the_forward_check():
     fb = grade(EX, wrong_eps)
     assert (fb.passed, fb.mistake) == (False, "wrong_values"), fb.message
     assert "eps = 0.1" in fb.message and "logits | exact: False" in fb.message
+    assert fb.solution == net_ex.FIX, "runs, right layers, wrong values: the recipe is available"
 
 
 def test_a_network_that_ignores_gamma_and_beta_is_caught():
@@ -241,6 +242,17 @@ def test_a_network_that_ignores_gamma_and_beta_is_caught():
 
     fb = grade(EX, _builder(lambda a, w, l: [nn.Linear(a, w, bias=False), FrozenBN(w), nn.Sigmoid()]))
     assert fb.mistake == "wrong_values", fb.message
+
+
+def test_a_network_that_crashes_gets_the_error_not_a_solution():
+    class CrashingBN(BatchNorm1d):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    fb = grade(EX, _builder(lambda a, w, l: [nn.Linear(a, w, bias=False), CrashingBN(w), nn.Sigmoid()]))
+    assert (fb.passed, fb.mistake) == (False, "exception"), fb.message
+    assert "boom" in fb.message and fb.solution == ""
+    assert grade(EX, build_loop).solution == "", "a pass has nothing to reveal"
 
 
 # ---------------------------------------------------------------------------------------

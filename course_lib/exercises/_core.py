@@ -65,7 +65,8 @@ class Feedback:
             ``"returned_none"``, ``"wrong_type"``, ``"wrong_length"``, ``"wrong_shape"``,
             ``"not_finite"``, ``"mutates_input"``, ``"wrong_values"``; ``"grader_error"``
             means the grader itself failed (a course bug, not the learner's).
-        solution: when the values (or the layers) are wrong, the correct recipe; else "".
+        solution: the correct recipe when the submission runs and returns something of the
+            right kind but it is wrong (wrong values, or a network with wrong layers); else "".
             It is kept out of ``message`` on purpose: the message says what went wrong and
             why, which is usually enough to fix it, and the widget shows the solution folded
             away, for a learner who asks for it.

@@ -279,9 +279,10 @@ BACKWARD_MISTAKES = (
         "dx_ignores_mean_terms",
         "Looks like dx = dout * gamma / np.sqrt(var + eps), as if mu and var were "
         "constants. They are not: both are computed from x, so every x_i also moves the "
-        "batch mean and variance, and those paths add the terms -mean(dout * gamma) and "
-        "-x_hat * mean(dout * gamma * x_hat). A check: with them, dx sums to 0 over the "
-        "batch for each feature.",
+        "batch mean and variance. Those two paths add two terms inside the bracket, before "
+        "the division by np.sqrt(var + eps): dx = (g - mean(g) - x_hat * mean(g * x_hat)) / "
+        "np.sqrt(var + eps) with g = dout * gamma and means over the batch (axis 0). A "
+        "check: with them, dx sums to 0 over the batch for each feature.",
         _bwd(dx="no_mean_terms"),
     ),
     Mistake(

@@ -566,7 +566,8 @@ def _grade(submission: Any) -> Feedback:
             problem, diff = _forward_problem(model, layers, call, seed)
         if problem is not None:
             return Feedback(
-                False, f"{problem[1]}\n\n(The grader called {call_text}.)", problem[0]
+                False, f"{problem[1]}\n\n(The grader called {call_text}.)", problem[0],
+                solution=FIX if problem[0] == "wrong_values" else "",
             )
         largest = max(largest, diff)
         torch_bn = torch_bn or any(

@@ -6,7 +6,7 @@
   Ioffe & Szegedy plot in their Fig. 1 b-c).
 
 The reference is :func:`course_lib.probes.activation_percentiles` (numpy's default linear
-interpolation between neighbouring values).
+interpolation between neighboring values).
 
 The cases have ``steps != n`` (a wrong axis changes the shape), a square case (a wrong axis
 with a transpose keeps the shape but not the values), skewed rows whose location and spread
@@ -124,7 +124,7 @@ _WRONG_AXIS = (
 
 _NO_INTERPOLATION = (
     "Looks like you picked one of the sorted values instead of interpolating between the "
-    "two neighbours. The 15th percentile of n values sits at position (n - 1) * 0.15 in the "
+    "two neighbors. The 15th percentile of n values sits at position (n - 1) * 0.15 in the "
     "sorted row, usually between two values; np.percentile's default (method='linear') "
     "interpolates linearly there, as torch.quantile does. Use the default method."
 )
