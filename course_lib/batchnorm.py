@@ -296,9 +296,9 @@ def batchnorm_backward(
     x_hat, gamma, _, _, inv_std, _ = cache
     m, nd = values_per_channel(dout.shape), dout.ndim
 
-    # Sums over every axis but the channel axis 1, as in (dout * x_hat).sum(axis=(0, 2, 3))
-    dbeta = _channel_sum(dout)
-    dgamma = _channel_dot(dout, x_hat)
+    # Per-channel sums over every axis but 1: axis=0 for (N, D), axis=(0, 2, 3) for images
+    dbeta = _channel_sum(dout)                   # dout.sum(axis=...)
+    dgamma = _channel_dot(dout, x_hat)           # (dout * x_hat).sum(axis=...)
     # dx = gamma * inv_std * (dout - dbeta / m - x_hat * dgamma / m), built in one buffer
     dx = x_hat * per_channel(dgamma / -m, nd)
     dx += dout
@@ -343,8 +343,9 @@ def batchnorm_backward_graph(
     def total(a):  # sum over the batch (and spatial) axes, keeping a (1, C, 1, ...) shape
         return a.sum(axis=axes, keepdims=True)
 
-    # Per-channel values get shape (1, C, 1, ...) so they broadcast against x. The cache is
-    # kept small, so rebuild the nodes we need from it: xmu = x_hat * std by (6).
+    # Per-channel values broadcast against x: per_channel gives them shape (1, C, 1, ...), or
+    # keeps (C,) for a 2D x, and total's sums keep (1, C, 1, ...). The cache is kept small,
+    # so rebuild the nodes we need from it: xmu = x_hat * std by (6).
     x_hat, gamma, _, var, inv_std, eps = cache
     gamma, var, inv_std = (per_channel(v, dout.ndim) for v in (gamma, var, inv_std))
     std = np.sqrt(var + eps)

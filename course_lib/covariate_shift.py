@@ -7,10 +7,10 @@ distribution :math:`p(x)` moved. That is **covariate shift**, and a model that o
 one region of input space has no reason to be right in another.
 
 :func:`covariate_shift_experiment` shows it on :func:`course_lib.data.make_covariate_shift_task`:
-2D points labelled by one fixed rule (:func:`course_lib.data.covariate_shift_rule`: above the
+2D points labeled by one fixed rule (:func:`course_lib.data.covariate_shift_rule`: above the
 wave :math:`x_2 = 1.5 \sin x_1` or not). A small MLP trained on points around the origin is
 nearly perfect there and barely better than always answering "below" on points around
-:math:`(3, 0)`, labelled by the very same rule. :func:`accuracy_vs_shift` moves the test cloud
+:math:`(3, 0)`, labeled by the very same rule. :func:`accuracy_vs_shift` moves the test cloud
 step by step, and :func:`decision_grid` gives the learned boundary for a plot.
 
 Example:
@@ -155,7 +155,7 @@ def accuracy_vs_shift(
 
     For each ``shift``, the shifted test set of ``make_covariate_shift_task(seed, shift=...)``
     (with the sizes of ``settings``): the same random points as in the experiment, moved by
-    ``(shift, 0)`` and labelled by the same rule. With ``shift = 0`` they are
+    ``(shift, 0)`` and labeled by the same rule. With ``shift = 0`` they are
     in-distribution.
 
     Returns:

@@ -5,7 +5,7 @@ Everything here is offline and deterministic: the same ``seed`` gives bit-identi
 - :func:`load_digits_split` -- scikit-learn's bundled 8x8 handwritten digits (1,797 images,
   64 pixel features, 10 classes; no download), split into training and test sets with a
   stratified, seeded split, standardized with the *training* set's statistics.
-- :func:`make_covariate_shift_task` -- a 2D task whose labelling rule,
+- :func:`make_covariate_shift_task` -- a 2D task whose labeling rule,
   :func:`covariate_shift_rule`, is the same everywhere while the inputs move: a model
   trained on one region of input space meets inputs from another (covariate shift).
 
@@ -168,7 +168,7 @@ def load_digits_split(
 ) -> Split:
     """The bundled handwritten digits, split and standardized with training statistics.
 
-    1,797 grey-scale 8x8 images of the digits 0-9 (pixel values 0-16), flattened to 64
+    1,797 grayscale 8x8 images of the digits 0-9 (pixel values 0-16), flattened to 64
     features. The split is stratified (each digit keeps its share in both sets) and seeded.
     Each pixel is then standardized with the *training* set's mean ``mu_j`` and standard
     deviation ``sigma_j`` (:class:`course_lib.normalize.Standardizer`)::
@@ -261,7 +261,7 @@ def covariate_shift_rule(X: np.ndarray) -> np.ndarray: ...
 
 
 def covariate_shift_rule(X):
-    """The ground-truth labelling rule of the covariate-shift task: above a sine wave or not.
+    """The ground-truth labeling rule of the covariate-shift task: above a sine wave or not.
 
     .. math::
 
@@ -317,7 +317,7 @@ def make_covariate_shift_task(
     n_test: int = 1000,
     shift: float = 3.0,
 ) -> CovariateShiftTask:
-    """A 2D task with covariate shift: same labelling rule, inputs from a different region.
+    """A 2D task with covariate shift: same labeling rule, inputs from a different region.
 
     Training and in-distribution test inputs are ``x ~ N((0, 0), s^2 I)``; shifted inputs are
     ``x ~ N((shift, 0), s^2 I)``, with ``s = INPUT_STD = 0.6``. Every label is
@@ -326,7 +326,7 @@ def make_covariate_shift_task(
     trained there learns. Around ``x_1 = 3`` the wave is back near 0 and falling, but the
     learned line is far above every shifted point: the model calls them all "below" and is
     right only for the points that really are, about 55-60% (the small MLPs we tried all
-    behave so), although the labelling rule did not change at all.
+    behave so), although the labeling rule did not change at all.
 
     The shifted points are the same random draws as for ``shift = 0``, moved by
     ``(shift, 0)``; so for a given seed a slider over ``shift`` moves one cloud smoothly, and

@@ -102,7 +102,7 @@ def batch_norm(
         if m <= 1:
             _checks.check_values_per_channel(x.size(), allow_empty=True)
         mean = x.mean(dim=axes)
-        mean_c = pc(mean)  # one view feeds both centrings: its gradient is the same sum
+        mean_c = pc(mean)  # one view feeds both centerings: its gradient is the same sum
         var = ((x - mean_c) ** 2).mean(dim=axes)  # biased: divide by m
         # Course addition: refuse NaN/inf rather than spread it. A non-finite value anywhere
         # in a channel makes that channel's mean non-finite, so one sum of the means proves a

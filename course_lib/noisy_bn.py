@@ -36,7 +36,7 @@ The defaults are centered on the identity on average (:math:`\mathrm E[s_j] = 1`
 settings an evaluation sees a systematically different layer than training did.
 
 The noise comes from a ``torch.Generator``, never from the global random state, so it is
-reproducible and does not disturb anything else (weight initialisation, dropout masks).
+reproducible and does not disturb anything else (weight initialization, dropout masks).
 Give all layers of a network one shared generator so that they draw different noise; the
 helper :func:`noisy_bn` builds such a factory for :func:`course_lib.models.make_mlp`.
 

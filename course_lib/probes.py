@@ -196,12 +196,17 @@ def activation_percentiles(activations: np.ndarray, q: Sequence[float] = PERCENT
     Row :math:`t` holds one unit's input for the :math:`n` examples of the probe batch at
     evaluation :math:`t`; the result's row :math:`t` holds its percentiles, in the order of
     ``q``. Percentile :math:`q` of :math:`n` sorted values :math:`v_{(0)} \le \dots \le
-    v_{(n-1)}` interpolates linearly between neighbours at position :math:`h = (n-1)\,q/100`:
+    v_{(n-1)}` interpolates linearly between neighbors at position :math:`h = (n-1)\,q/100`:
 
     .. math::
 
-        P_q = v_{(\lfloor h floor)} + (h - \lfloor h floor)
-              \left(v_{(\lfloor h floor + 1)} - v_{(\lfloor h floor)}ight)
+        P_q = v_{(\lfloor h 
+floor)} + (h - \lfloor h 
+floor)
+              \left(v_{(\lfloor h 
+floor + 1)} - v_{(\lfloor h 
+floor)}
+ight)
 
     (numpy's default, ``np.percentile(..., method="linear")``, and ``torch.quantile``'s).
 

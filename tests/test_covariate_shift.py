@@ -1,5 +1,5 @@
 """Chapter 4, experiment 7: a classifier that is nearly perfect on its training distribution
-drops to what "always class 0" scores on shifted inputs, although the labelling rule is the
+drops to what "always class 0" scores on shifted inputs, although the labeling rule is the
 same. Checked on seeds the notebook (seed 0, full settings) does not use, with shorter runs.
 
 Measured (500 steps, seeds 1-5): in-distribution 0.974-0.996; shifted 0.563-0.604, equal to
@@ -63,7 +63,7 @@ def test_accuracy_falls_as_the_test_cloud_moves(results, seed):
     assert acc[4] < 0.3, acc  # worse than a coin: confidently wrong
     # shift = 3 is exactly the experiment's shifted set.
     assert acc[3] == pytest.approx(r.shifted_acc)
-    # shift = 0: the same points moved back, labelled by the rule where they now are.
+    # shift = 0: the same points moved back, labeled by the rule where they now are.
     X_back = r.task.shifted.X_test - torch.tensor([FAST.shift, 0.0])
     assert acc[0] == pytest.approx(evaluate(r.model, X_back, covariate_shift_rule(X_back)), abs=1e-3)
 

@@ -191,7 +191,7 @@ def vars_of(task: CovariateShiftTask):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_shift_task_same_rule_different_inputs(seed):
     source, shifted = make_covariate_shift_task(seed=seed, shift=3.0)
-    # Same labelling rule everywhere: p(y | x) does not move.
+    # Same labeling rule everywhere: p(y | x) does not move.
     for split in (source, shifted):
         assert torch.equal(split.y_train, covariate_shift_rule(split.X_train))
         assert torch.equal(split.y_test, covariate_shift_rule(split.X_test))
@@ -234,7 +234,7 @@ def test_shift_task_rejects_bad_arguments(kwargs, error, match):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_covariate_shift_hurts_a_model_trained_on_the_source(seed):
     """Chapter 4's claim: high accuracy where the model was trained, far lower after the
-    shift, although the labelling rule is the same; with no shift there is no drop."""
+    shift, although the labeling rule is the same; with no shift there is no drop."""
     accs = {}
     for shift in (0.0, 3.0):
         source, shifted = make_covariate_shift_task(seed=seed, shift=shift)

@@ -292,7 +292,7 @@ def test_momentum_tradeoff(seed):
     r = momentum_tradeoff([0.01, 0.1, 0.5], seed=seed)
     assert np.all(np.diff(r["noise"]) > 0), r  # noise grows with the weight on the new batch
     assert np.all(np.diff(r["lag"]) < 0), r  # lag shrinks with it
-    # Clear margins, not a coin flip: x2 in noise, x1.5 in lag between neighbours.
+    # Clear margins, not a coin flip: x2 in noise, x1.5 in lag between neighbors.
     assert np.all(r["noise"][1:] > 2 * r["noise"][:-1]), r
     assert np.all(r["lag"][:-1] > 1.5 * r["lag"][1:]), r
     # The steady noise is what theory predicts (momentum 0.01 averages over ~100 steps, too
