@@ -123,3 +123,28 @@ def browser(chromium_executable):
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def offline_route():
+    """offline_route(origin, blocked) -> a Playwright route handler that keeps the browser offline.
+
+    Requests to ``origin`` (the local server under test) go through; every other request is
+    aborted as if the network were down, and its URL appended to ``blocked`` so the test can
+    report it. Used by the static-site and live-kernel tests alike.
+    """
+
+    def make(origin: str, blocked: list[str]):
+        origin = origin.rstrip("/")
+
+        def route(route):
+            url = route.request.url
+            if url == origin or url.startswith(origin + "/"):
+                route.continue_()
+            else:
+                blocked.append(url)
+                route.abort("internetdisconnected")
+
+        return route
+
+    return make

@@ -220,7 +220,7 @@ class LabPage:
 
 
 @pytest.fixture
-def open_notebook(browser, jupyterlab):
+def open_notebook(browser, jupyterlab, offline_route):
     """open_notebook(file name) -> LabPage: the notebook in JupyterLab, its kernel idle.
 
     Each test gets a fresh offline browser context; at the end its kernels are shut down.
@@ -233,15 +233,7 @@ def open_notebook(browser, jupyterlab):
         page = context.new_page()
         opened = LabPage(page=page)
 
-        def route(route):
-            url = route.request.url
-            if url == origin or url.startswith(origin + "/"):
-                route.continue_()
-            else:
-                opened.blocked.append(url)
-                route.abort("internetdisconnected")
-
-        page.route("**/*", route)
+        page.route("**/*", offline_route(origin, opened.blocked))
         # A workspace of its own, reset: JupyterLab would otherwise reopen (and start kernels
         # for) the notebooks of earlier tests, which it remembers on the server.
         workspace = Path(name).stem

@@ -116,7 +116,7 @@ class Session:
 
 
 @pytest.fixture(scope="session")
-def open_page(browser, site_url):
+def open_page(browser, site_url, offline_route):
     """open_page(path) -> Session: load a page of the site in a fresh, offline context."""
     origin = site_url.rstrip("/")
     opened: list[Session] = []
@@ -127,15 +127,7 @@ def open_page(browser, site_url):
         page = context.new_page()
         session = Session(page=page, context=context)
 
-        def route(route):
-            url = route.request.url
-            if url == origin or url.startswith(origin + "/"):
-                route.continue_()
-            else:
-                session.blocked.append(url)
-                route.abort("internetdisconnected")
-
-        context.route("**/*", route)
+        context.route("**/*", offline_route(origin, session.blocked))
         page.on("console", lambda m: m.type == "error" and session.errors.append(
             f"{m.text} ({m.location.get('url', '')})"))
         page.on("pageerror", lambda exc: session.errors.append(f"uncaught {exc}"))
