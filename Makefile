@@ -48,12 +48,12 @@ chromium:
 	fi
 
 notebooks: $(STAMP)
-	$(BIN)/python -m course_lib.devtools execute $(NOTEBOOKS)
+	$(BIN)/python -m tools.notebooks execute $(NOTEBOOKS)
 
 # A maintainer tool like `make notebooks`: what to measure and the budgets are documented in
-# course_lib/benchmark.py; options: --quick, --skip-tests, --only SECTION (repeatable).
+# tools/benchmark.py; options: --quick, --skip-tests, --only SECTION (repeatable).
 bench: $(STAMP)
-	$(BIN)/python -m course_lib.benchmark $(BENCH_ARGS)
+	$(BIN)/python -m tools.benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

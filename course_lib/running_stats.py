@@ -27,12 +27,6 @@ A second difference: PyTorch normalizes each batch with the *biased* variance
 (:math:`\frac1m \sum (z - \mu)^2`) but stores the *unbiased* one
 (:math:`\frac1{m-1} \sum (z - \mu)^2`) in ``running_var``; Keras stores the biased one.
 :func:`update_running_stats` reproduces ``torch.nn.BatchNorm1d``/``2d``'s buffers exactly.
-
-The momentum trade-off: a large weight on the new batch follows the batches closely, noise
-included; a small weight averages the noise away but lags when the distribution moves (in a
-network it moves because the weights below the layer keep changing). :func:`shifting_stream`,
-:func:`trace_running_stats` and :func:`momentum_tradeoff` measure both on a synthetic stream
-whose population statistics jump at a known step.
 """
 
 from __future__ import annotations
@@ -53,10 +47,6 @@ __all__ = [
     "RunningStats",
     "update_running_stats",
     "conventions_table",
-    "shifting_stream",
-    "trace_running_stats",
-    "ema_noise_theory",
-    "momentum_tradeoff",
 ]
 
 #: Marker for "the framework's default momentum" (``None`` is a meaningful value in PyTorch).
@@ -68,7 +58,7 @@ _DEFAULT_BETA = 0.9  # the lecture's usual example: averages over roughly 1 / (1
 _DEFAULT_MOMENTUM = {"pytorch": 0.1, "keras": 0.99}
 
 
-def _check_unit_interval(value: Any, name: str) -> float:
+def check_unit_interval(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"expected {name} to be a number in [0, 1] (got {value!r})")
     value = float(value)
@@ -129,7 +119,7 @@ def new_value_weight(
                 f"value), not momentum (got momentum={momentum!r}); pass beta=1 - momentum for "
                 "PyTorch's momentum, or convention='pytorch'"
             )
-        b = _DEFAULT_BETA if beta is None else _check_unit_interval(beta, "beta")
+        b = _DEFAULT_BETA if beta is None else check_unit_interval(beta, "beta")
         return 1.0 - b
     if beta is not None:
         framework = "PyTorch" if convention == "pytorch" else "Keras"
@@ -148,9 +138,9 @@ def new_value_weight(
                 "Keras has no momentum=None; that is PyTorch's cumulative average "
                 "(use convention='pytorch')"
             )
-        return 1.0 - _check_unit_interval(momentum, "momentum")
+        return 1.0 - check_unit_interval(momentum, "momentum")
     if momentum is not None:
-        return _check_unit_interval(momentum, "momentum")
+        return check_unit_interval(momentum, "momentum")
     if num_batches_tracked is None or int(num_batches_tracked) < 1:
         raise ValueError(
             "momentum=None is PyTorch's cumulative average, whose weight on the new batch is "
@@ -228,7 +218,7 @@ def bias_correction(running: Any, *, beta: float, t: int) -> Any:
         >>> round(v, 4), round(bias_correction(v, beta=0.9, t=3), 4)
         (1.355, 5.0)
     """
-    beta = _check_unit_interval(beta, "beta")
+    beta = check_unit_interval(beta, "beta")
     if beta == 1.0:
         raise ValueError("beta=1 never moves the average away from its start; use beta < 1")
     if isinstance(t, bool) or int(t) != t or t < 1:
@@ -248,7 +238,7 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def _to_numpy64(x: Any) -> np.ndarray:
+def to_numpy64(x: Any) -> np.ndarray:
     if _is_torch(x):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
@@ -316,14 +306,14 @@ def update_running_stats(
         >>> torch.allclose(rm, bn.running_mean), torch.allclose(rv, bn.running_var), n
         (True, True, 1)
     """
-    rm64, rv64 = _to_numpy64(running_mean), _to_numpy64(running_var)
+    rm64, rv64 = to_numpy64(running_mean), to_numpy64(running_var)
     shape = tuple(np.shape(x))
     _checks.check_min_ndim(len(shape))
     _checks.check_channel_vector(rm64, "running_mean", shape[1])
     _checks.check_channel_vector(rv64, "running_var", shape[1])
     _checks.check_values_per_channel(shape)
     t = int(num_batches_tracked) + 1
-    x64 = _to_numpy64(x)
+    x64 = to_numpy64(x)
     mu, var = batch_stats(x64)  # the biased variance: the one the forward pass normalizes with
     _checks.check_finite(x64, channel_means=mu)
     m = values_per_channel(x64.shape)
@@ -412,182 +402,3 @@ def conventions_table() -> list[dict[str, Any]]:
         [('Lecture (Ng)', 0.9, '1 - beta'), ('PyTorch', 0.1, 'momentum'), ('PyTorch, momentum=None', None, '1 / num_batches_tracked'), ('Keras 3', 0.99, '1 - momentum')]
     """
     return copy.deepcopy(_TABLE)
-
-
-# ---- the momentum trade-off on a stream whose population moves -----------------------------
-
-
-def shifting_stream(
-    n_steps: int = 600,
-    batch_size: int = 32,
-    n_features: int = 8,
-    change_at: int = 400,
-    shift: float = 2.0,
-    scale: float = 2.0,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""A stream of mini-batches whose population statistics jump once, at ``change_at``.
-
-    Steps ``t < change_at`` draw from :math:`\mathcal N(0, 1)` (where PyTorch's running
-    statistics start, so there is no start-up transient); steps ``t >= change_at`` from
-    :math:`\mathcal N(\text{shift}, \text{scale}^2)`, standing in for a layer whose input
-    distribution moved because the weights below it changed.
-
-    Args:
-        n_steps: number of mini-batches :math:`T`.
-        batch_size: examples per mini-batch :math:`m`, at least 2.
-        n_features: independent features (channels) :math:`D`; more features average the
-            measured errors over more independent copies.
-        change_at: the first step drawn from the shifted population.
-        shift, scale: the shifted population's mean and standard deviation.
-        seed: for ``np.random.default_rng``.
-
-    Returns:
-        ``(batches, true_mean, true_var)`` of shapes ``(T, m, D)``, ``(T, D)``, ``(T, D)``:
-        float64 mini-batches and the population mean and variance each was drawn from.
-
-    Example:
-        >>> batches, mean, var = shifting_stream(n_steps=10, change_at=5, seed=0)
-        >>> batches.shape, float(mean[4, 0]), float(mean[5, 0]), float(var[5, 0])
-        ((10, 32, 8), 0.0, 2.0, 4.0)
-    """
-    if batch_size < 2:
-        raise ValueError(f"expected batch_size >= 2 (got {batch_size}): training needs m > 1")
-    if not 0 <= change_at <= n_steps:
-        raise ValueError(f"expected 0 <= change_at <= n_steps = {n_steps} (got {change_at})")
-    rng = np.random.default_rng(seed)
-    after = np.arange(n_steps) >= change_at
-    true_mean = np.where(after, shift, 0.0)[:, None] * np.ones((1, n_features))
-    true_std = np.where(after, scale, 1.0)[:, None] * np.ones((1, n_features))
-    noise = rng.standard_normal((n_steps, batch_size, n_features))
-    batches = true_mean[:, None, :] + true_std[:, None, :] * noise
-    return batches, true_mean, true_std**2
-
-
-def trace_running_stats(
-    batches: Any,
-    momentum: float | None = 0.1,
-    running_mean: Any = None,
-    running_var: Any = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run :func:`update_running_stats` over a stream and record the averages after each step.
-
-    Args:
-        batches: ``(T, m, D)`` (or ``(T, m, C, *spatial)``): ``T`` mini-batches in order.
-        momentum: PyTorch's momentum, or ``None`` for the cumulative average.
-        running_mean, running_var: starting values, default PyTorch's zeros and ones.
-
-    Returns:
-        ``(mean_trace, var_trace)``, each ``(T, C)`` float64: the running statistics after
-        steps 1..T.
-
-    Example:
-        >>> batches, true_mean, _ = shifting_stream(seed=0)
-        >>> mean_trace, var_trace = trace_running_stats(batches, momentum=0.1)
-        >>> mean_trace.shape
-        (600, 8)
-    """
-    batches = np.asarray(batches, dtype=np.float64)
-    if batches.ndim < 3:
-        raise ValueError(
-            f"expected batches of shape (T, m, C, ...) (got {batches.ndim}D input); "
-            "stack the mini-batches along a new first axis"
-        )
-    c = batches.shape[2]
-    rm = np.zeros(c) if running_mean is None else _to_numpy64(running_mean)
-    rv = np.ones(c) if running_var is None else _to_numpy64(running_var)
-    means, variances, n = [], [], 0
-    for x in batches:
-        rm, rv, n = update_running_stats(rm, rv, x, momentum=momentum, num_batches_tracked=n)
-        means.append(rm)
-        variances.append(rv)
-    return np.stack(means), np.stack(variances)
-
-
-def ema_noise_theory(momentum: float, batch_std: float) -> float:
-    r"""Steady-state standard deviation of an EMA of independent noisy values.
-
-    If each batch's value is the truth plus independent noise of standard deviation
-    :math:`s`, then :math:`r_t = (1-w) r_{t-1} + w\,\theta_t` settles to
-    :math:`\operatorname{Var} r = w^2 s^2 \sum_k (1-w)^{2k} = \frac{w}{2 - w} s^2`, so
-
-    .. math:: \operatorname{std}(r) = s\,\sqrt{\frac{w}{2 - w}}
-
-    with :math:`w` = PyTorch's momentum. For the batch mean, :math:`s = \sigma / \sqrt{m}`.
-
-    Example:
-        >>> round(ema_noise_theory(0.1, 1.0), 4), round(ema_noise_theory(1.0, 1.0), 4)
-        (0.2294, 1.0)
-    """
-    w = _check_unit_interval(momentum, "momentum")
-    return float(batch_std) * float(np.sqrt(w / (2.0 - w)))
-
-
-def momentum_tradeoff(
-    momenta: Sequence[float],
-    *,
-    n_steps: int = 600,
-    batch_size: int = 32,
-    n_features: int = 8,
-    change_at: int = 400,
-    shift: float = 2.0,
-    scale: float = 2.0,
-    settle: int = 100,
-    window: int = 20,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    r"""Measure both sides of the momentum trade-off on one :func:`shifting_stream`.
-
-    For each momentum (PyTorch's convention: the weight on the new batch) the running mean
-    is tracked over the same stream and compared with the true population mean:
-
-    - ``noise``: root-mean-square error over the steady steps ``[settle, change_at)``, before
-      the jump. Only the batches' sampling noise is left, so it grows with the momentum;
-      theory: :func:`ema_noise_theory` with :math:`s = 1/\sqrt{m}`, returned as
-      ``noise_theory``.
-    - ``lag``: root-mean-square error over the ``window`` steps right after the jump,
-      ``[change_at, change_at + window)``. It is dominated by the part of the jump not yet
-      averaged in, :math:`\text{shift}\,(1-w)^k` after :math:`k` steps, so it shrinks as the
-      momentum grows.
-
-    Errors are in units of the first population's standard deviation (1).
-
-    Args:
-        momenta: the momenta to compare, each in (0, 1].
-        n_steps, batch_size, n_features, change_at, shift, scale, seed: the stream, see
-            :func:`shifting_stream`.
-        settle: first step of the noise window.
-        window: length of the lag window.
-
-    Returns:
-        ``{"momentum", "noise", "noise_theory", "lag"}``, arrays of ``len(momenta)``.
-
-    Example:
-        >>> r = momentum_tradeoff([0.01, 0.1, 0.5], seed=0)
-        >>> bool(np.all(np.diff(r["noise"]) > 0)), bool(np.all(np.diff(r["lag"]) < 0))
-        (True, True)
-    """
-    if not 0 <= settle < change_at or change_at + window > n_steps or window < 1:
-        raise ValueError(
-            f"expected 0 <= settle < change_at and change_at + window <= n_steps (got "
-            f"settle={settle}, change_at={change_at}, window={window}, n_steps={n_steps})"
-        )
-    batches, true_mean, _ = shifting_stream(
-        n_steps, batch_size, n_features, change_at, shift, scale, seed
-    )
-    noise, lag, theory = [], [], []
-    for momentum in momenta:
-        w = _check_unit_interval(momentum, "momentum")
-        if w == 0.0:
-            raise ValueError("momentum=0 never updates the running statistics; use momentum > 0")
-        mean_trace, _ = trace_running_stats(batches, momentum=w)
-        err = mean_trace - true_mean
-        noise.append(float(np.sqrt(np.mean(err[settle:change_at] ** 2))))
-        lag.append(float(np.sqrt(np.mean(err[change_at : change_at + window] ** 2))))
-        theory.append(ema_noise_theory(w, 1.0 / np.sqrt(batch_size)))
-    return {
-        "momentum": np.asarray(momenta, dtype=np.float64),
-        "noise": np.asarray(noise),
-        "noise_theory": np.asarray(theory),
-        "lag": np.asarray(lag),
-    }

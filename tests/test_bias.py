@@ -1,4 +1,4 @@
-"""Tests for course_lib/bias.py: a bias right before batch norm has no effect and a zero
+"""Tests for course_lib/experiments/bias.py: a bias right before batch norm has no effect and a zero
 gradient (chapter 3's claim, for seeds the notebook does not use), while the same bias matters
 with batch norm after the activation or without it.
 
@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.bias import bias_effect, bias_gradients, hidden_linears, with_bias
-from course_lib.data import load_digits_split
-from course_lib.models import count_parameters, make_mlp
+from course_lib.experiments.bias import bias_effect, bias_gradients, hidden_linears, with_bias
+from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.models import count_parameters, make_mlp
 
 SEEDS = [1, 2, 3, 4, 5]  # the notebook uses seed 0
 

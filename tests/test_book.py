@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from course_lib.devtools import repository
+from tools.notebooks import repository
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Tests for course_lib.conditioning: the loss, its derivatives, gradient descent's behavior,
+"""Tests for course_lib.experiments.conditioning: the loss, its derivatives, gradient descent's behavior,
 and the claims chapter 1 makes, repeated for seeds the notebook does not use.
 
 The notebook uses seed 0 (training set) and seed 1 (test set); the claims here use SEEDS.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.conditioning import (
+from course_lib.experiments.conditioning import (
     TOL,
     LinearRegressionLoss,
     condition_number,

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.covariate_shift import (
+from course_lib.experiments.covariate_shift import (
     SETTINGS,
     accuracy_vs_shift,
     covariate_shift_experiment,
     decision_grid,
 )
-from course_lib.data import covariate_shift_rule
-from course_lib.training import evaluate
+from course_lib.experiments.data import covariate_shift_rule
+from course_lib.experiments.training import evaluate
 
 SEEDS = [1, 2, 3, 4, 5]
 FAST = replace(SETTINGS, steps=500)

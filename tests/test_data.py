@@ -1,4 +1,4 @@
-"""Tests for course_lib/data.py: the digits split and the covariate-shift task."""
+"""Tests for course_lib/experiments/data.py: the digits split and the covariate-shift task."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from course_lib.data import (
+from course_lib.experiments.data import (
     CovariateShiftTask,
     Split,
     covariate_shift_rule,
     load_digits_split,
     make_covariate_shift_task,
 )
-from course_lib.models import make_mlp
-from course_lib.training import evaluate, train
+from course_lib.experiments.models import make_mlp
+from course_lib.experiments.training import evaluate, train
 
 SEEDS = [0, 1, 2, 3, 4]
 

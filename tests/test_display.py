@@ -4,7 +4,7 @@ import re
 import matplotlib.pyplot as plt
 import pytest
 
-from course_lib.display import figure_png, image_html, source_markdown
+from course_lib.page.display import figure_png, image_html, source_markdown
 from course_lib.gradcheck import rel_error
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.internal_shift import CONFIGS, SETTINGS, ICSSettings, ics_model, run_all, run_ics
-from course_lib.noisy_bn import NoisyBatchNorm1d
+from course_lib.experiments.internal_shift import CONFIGS, SETTINGS, ICSSettings, ics_model, run_all, run_ics
+from course_lib.experiments.noisy_bn import NoisyBatchNorm1d
 from course_lib.nn import BatchNorm1d
 
 SEEDS = [1, 2, 3, 4, 5]

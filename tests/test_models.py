@@ -1,4 +1,4 @@
-"""Tests for course_lib/models.py: the MLP builder and its helpers."""
+"""Tests for course_lib/experiments/models.py: the MLP builder and its helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import course_lib.nn
-from course_lib.models import (
+from course_lib.experiments.models import (
     bn_layers,
     count_parameters,
     eval_mode,
@@ -270,5 +270,5 @@ def test_hidden_pre_activations(bn):
 
 
 def test_hidden_pre_activations_needs_named_activations():
-    with pytest.raises(ValueError, match="build it with course_lib.models.make_mlp"):
+    with pytest.raises(ValueError, match="build it with course_lib.experiments.models.make_mlp"):
         hidden_pre_activations(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.randn(3, 2))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.devtools import colab_cell_source
+from tools.notebooks import colab_cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -46,7 +46,7 @@ class TestChapterSkeleton:
         assert first["cell_type"] == "code"
         assert source(first) == colab_cell_source(), (
             f"{path.name}: the first cell must be the Colab install cell; "
-            "print it with `python -m course_lib.devtools colab-cell`"
+            "print it with `python -m tools.notebooks colab-cell`"
         )
         assert "remove-cell" in first["metadata"].get("tags", [])
 

@@ -1,4 +1,4 @@
-"""Tests for course_lib.population_gap: running vs population statistics."""
+"""Tests for course_lib.experiments.population_gap: running vs population statistics."""
 
 import numpy as np
 import pytest
@@ -7,10 +7,10 @@ from torch import nn
 
 import course_lib.nn as cnn
 from course_lib.calibration import recalibrate_bn
-from course_lib.data import load_digits_split
-from course_lib.models import make_mlp
-from course_lib.population_gap import gap_recorder, population_gap
-from course_lib.training import train
+from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.models import make_mlp
+from course_lib.experiments.population_gap import gap_recorder, population_gap
+from course_lib.experiments.training import train
 
 SEEDS = [0, 1, 2, 3, 4]
 

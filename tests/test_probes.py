@@ -1,4 +1,4 @@
-"""Tests for course_lib.probes: the percentile and landscape probes measure what they say,
+"""Tests for course_lib.experiments.probes: the percentile and landscape probes measure what they say,
 leave the model exactly as it was, are deterministic on a fixed batch, and plug into train()."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.data import load_digits_split
-from course_lib.models import hidden_pre_activations, make_mlp
-from course_lib.noisy_bn import noisy_bn
-from course_lib.probes import (
+from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.models import hidden_pre_activations, make_mlp
+from course_lib.experiments.noisy_bn import noisy_bn
+from course_lib.experiments.probes import (
     PERCENTILES,
     GradientDirectionProbe,
     activation_percentiles,
@@ -27,7 +27,7 @@ from course_lib.probes import (
     probe_gradient_direction,
     unit_input_percentiles,
 )
-from course_lib.training import train
+from course_lib.experiments.training import train
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for course_lib.regularization, and chapter 5's claims on seeds the chapter does not show.
+"""Tests for course_lib.experiments.regularization, and chapter 5's claims on seeds the chapter does not show.
 
 The notebook runs seeds 0-2; every claim it asserts is checked here on five other seeds with
 the same settings (each run takes about half a second on one core).
@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.batch_noise import (
+from course_lib.experiments.batch_noise import (
     batch_mean_spread,
     batch_var_spread,
     output_spread,
     outputs_across_batches,
 )
 from course_lib.nn import BatchNorm1d
-from course_lib.regularization import (
+from course_lib.experiments.regularization import (
     BATCH_OF_TWO,
     BATCH_OF_TWO_SETTINGS,
     CONFIGS,

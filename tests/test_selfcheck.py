@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from course_lib import selfcheck
+from course_lib.page import selfcheck
 
 
 def question(**changes):

@@ -1,4 +1,4 @@
-"""Tests for course_lib/sweeps.py, and chapter 3's claims checked for seeds the notebook does
+"""Tests for course_lib/experiments/sweeps.py, and chapter 3's claims checked for seeds the notebook does
 not use (the notebook uses seed 0; these use 1-5).
 
 The settings are the notebook's: the 64-100-100-100-10 sigmoid network on the digits,
@@ -24,9 +24,9 @@ import pytest
 import torch
 
 from course_lib.activations import sigmoid_regimes
-from course_lib.data import load_digits_split
-from course_lib.models import hidden_pre_activations
-from course_lib.sweeps import (
+from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.models import hidden_pre_activations
+from course_lib.experiments.sweeps import (
     SweepRow,
     bn_parameter_change,
     compare_positions,
@@ -39,7 +39,7 @@ from course_lib.sweeps import (
     steps_table,
     trained_values,
 )
-from course_lib.training import train
+from course_lib.experiments.training import train
 
 SEEDS = [1, 2, 3, 4, 5]  # the notebook uses seed 0
 TARGET, BUDGET = 0.9, 1000

@@ -16,24 +16,26 @@ import torch
 
 from course_lib.batchnorm import batch_stats
 from course_lib.calibration import batchnorm_layers, recalibrate_bn
-from course_lib.data import load_digits_split
+from course_lib.experiments.data import load_digits_split
 from course_lib.fold import fold_model
-from course_lib.inference import batch_dependence, predict_in_batches
-from course_lib.models import make_mlp
+from course_lib.experiments.inference import batch_dependence, predict_in_batches
+from course_lib.experiments.models import make_mlp
 from course_lib.nn import batch_norm
 from course_lib.normalize import Standardizer
-from course_lib.population_gap import gap_recorder, population_gap
-from course_lib.running_stats import (
-    bias_correction,
-    conventions_table,
+from course_lib.experiments.population_gap import gap_recorder, population_gap
+from course_lib.experiments.momentum import (
     ema_noise_theory,
-    ema_update,
     momentum_tradeoff,
     shifting_stream,
     trace_running_stats,
+)
+from course_lib.running_stats import (
+    bias_correction,
+    conventions_table,
+    ema_update,
     update_running_stats,
 )
-from course_lib.training import evaluate, train
+from course_lib.experiments.training import evaluate, train
 
 SEEDS = [1, 2, 3, 4, 5]  # the notebook uses seed 0
 

@@ -9,7 +9,7 @@ r"""Chapter 3 exercise: build the lecture's network with batch norm in it.
   i.e. ``Linear(fan_in, width, bias=False) -> BatchNorm1d(width) -> Sigmoid``, then a plain
   ``Linear(widths[-1], out_features)`` (with bias) producing the logits.
 
-The reference is :func:`course_lib.models.make_mlp` with ``bn="before"`` (one implementation
+The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"`` (one implementation
 of the network), whose tests check it layer by layer.
 
 How the grader works (it never runs the learner's code outside a guard):
@@ -432,7 +432,7 @@ def _reference(call: tuple[int, tuple[int, ...], int], seed: int):
     """The reference network with random gamma, beta and output bias (not just 1, 0, 0)."""
     import torch
 
-    from ..models import make_mlp
+    from ..experiments.models import make_mlp
 
     in_features, widths, out_features = call
     ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)

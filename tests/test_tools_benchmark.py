@@ -1,4 +1,4 @@
-"""Tests for course_lib/benchmark.py: its pure parts, not the speed it measures.
+"""Tests for tools/benchmark.py: its pure parts, not the speed it measures.
 
 Budgets, verdicts, the Markdown table, the merge of partial runs, the cache accounting and the
 slider finder (on widgets built right here, no kernel). Nothing is timed against a limit:
@@ -11,7 +11,7 @@ import ipywidgets as widgets
 import numpy as np
 import pytest
 
-from course_lib import benchmark as bench
+from tools import benchmark as bench
 from course_lib.batchnorm import batchnorm_forward
 
 

@@ -6,8 +6,8 @@ conditional distribution of the label, :math:`p(y \mid x)`, is the same, and the
 distribution :math:`p(x)` moved. That is **covariate shift**, and a model that only ever saw
 one region of input space has no reason to be right in another.
 
-:func:`covariate_shift_experiment` shows it on :func:`course_lib.data.make_covariate_shift_task`:
-2D points labeled by one fixed rule (:func:`course_lib.data.covariate_shift_rule`: above the
+:func:`covariate_shift_experiment` shows it on :func:`course_lib.experiments.data.make_covariate_shift_task`:
+2D points labeled by one fixed rule (:func:`course_lib.experiments.data.covariate_shift_rule`: above the
 wave :math:`x_2 = 1.5 \sin x_1` or not). A small MLP trained on points around the origin is
 nearly perfect there and barely better than always answering "below" on points around
 :math:`(3, 0)`, labeled by the very same rule. :func:`accuracy_vs_shift` moves the test cloud
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib.data import CovariateShiftTask, make_covariate_shift_task
-from course_lib.models import make_mlp
-from course_lib.training import History, evaluate, train
+from course_lib.experiments.data import CovariateShiftTask, make_covariate_shift_task
+from course_lib.experiments.models import make_mlp
+from course_lib.experiments.training import History, evaluate, train
 
 __all__ = [
     "CovariateShiftResult",
@@ -75,7 +75,7 @@ class CovariateShiftResult:
 
     Attributes:
         seed: seeds the point clouds, the weights and the mini-batch order.
-        task: the :class:`course_lib.data.CovariateShiftTask` (``source``, ``shifted``).
+        task: the :class:`course_lib.experiments.data.CovariateShiftTask` (``source``, ``shifted``).
         model: the trained classifier (2 inputs, 2 logits).
         history: its training history.
         in_dist_acc: accuracy on fresh inputs from the training distribution.

@@ -1,4 +1,4 @@
-r"""Probes that look inside a network during training, for :func:`course_lib.training.train`'s
+r"""Probes that look inside a network during training, for :func:`course_lib.experiments.training.train`'s
 ``record`` hook: the distribution of one unit's input, and the loss landscape along the
 gradient.
 
@@ -9,7 +9,7 @@ random generators are exactly as before the call) and deterministic on a fixed b
   :func:`percentile_recorder`). Ioffe & Szegedy (2015, Fig. 1 b-c) follow the
   15th, 50th and 85th percentiles of the input of one sigmoid in the last hidden layer over
   training: without batch norm they wander, with it they stay put. Here the input of module
-  ``layer`` (e.g. ``"act3"``, the last hidden sigmoid of a :func:`course_lib.models.make_mlp`
+  ``layer`` (e.g. ``"act3"``, the last hidden sigmoid of a :func:`course_lib.experiments.models.make_mlp`
   model) is captured with a forward hook while the model runs on a fixed probe batch.
 
 - **The landscape along the gradient** (:func:`probe_gradient_direction`,
@@ -31,7 +31,7 @@ random generators are exactly as before the call) and deterministic on a fixed b
 
 **Mode.** Both probes run the model in *training mode* by default, because that is what a
 training step sees: batch norm normalizes with the probe batch's own statistics, and a noisy
-layer (:class:`course_lib.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train`` calls
+layer (:class:`course_lib.experiments.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train`` calls
 recorders in eval mode; in eval mode a noisy BN layer has no noise at all, which would hide
 exactly what chapter 4 wants to show.) The running statistics that a training-mode forward
 pass updates are restored afterwards, and every random generator the model uses (the global
@@ -40,9 +40,9 @@ probe does not change the training run it observes. ``mode="eval"`` uses the run
 statistics and no noise.
 
 Example:
-    >>> from course_lib.data import load_digits_split
-    >>> from course_lib.models import make_mlp
-    >>> from course_lib.training import train
+    >>> from course_lib.experiments.data import load_digits_split
+    >>> from course_lib.experiments.models import make_mlp
+    >>> from course_lib.experiments.training import train
     >>> data = load_digits_split(seed=0)
     >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", seed=0)
     >>> history = train(model, data, steps=200, lr=1.0, eval_every=20,
@@ -253,7 +253,7 @@ def unit_input_percentiles(
     exactly as it was (:func:`preserved_state`).
 
     Args:
-        model: e.g. a :func:`course_lib.models.make_mlp` model.
+        model: e.g. a :func:`course_lib.experiments.models.make_mlp` model.
         X: ``(N, features)`` probe batch; keep it fixed over training.
         layer: name of the submodule whose input is measured (``"act3"``: the last hidden
             sigmoid's input, :math:`\\tilde z^{[3]}` with BN before it, :math:`z^{[3]}` without).
@@ -332,7 +332,7 @@ def percentile_recorder(
     mode: str = "train",
     prefix: str = "",
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.training.train`: percentiles of unit inputs.
+    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`: percentiles of unit inputs.
 
     Calls :func:`unit_input_percentiles` on the fixed batch ``X`` (one forward pass for all
     units) and returns one number per unit and percentile: keys ``"p15"``, ``"p50"``,
@@ -378,7 +378,7 @@ def percentile_traces(
     """The recorded percentiles as an array, rows in the order of ``history.eval_steps``.
 
     Args:
-        history: a :class:`course_lib.training.History` recorded with
+        history: a :class:`course_lib.experiments.training.History` recorded with
             :func:`percentile_recorder` (same ``q`` and ``prefix``).
         units: ``None`` or an int for a recorder of one unit: returns
             ``(evaluations, len(q))``; the list given to the recorder (or part of it):
@@ -649,7 +649,7 @@ def landscape_recorder(
     prefix: str = "",
     every: int = 1,
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.training.train`: the landscape probe.
+    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`: the landscape probe.
 
     Calls :func:`probe_gradient_direction` on the fixed batch ``(X, y)`` and returns
     :meth:`GradientDirectionProbe.as_record`: ``loss0``, ``loss_min``, ``loss_max``,

@@ -32,9 +32,9 @@ row says when it was measured), so ``--skip-tests`` then ``--only tests`` gives 
 
 Usage::
 
-    python -m course_lib.benchmark                  # everything (~15 min on 2 cores)
-    python -m course_lib.benchmark --skip-tests     # everything but the test command
-    python -m course_lib.benchmark --only training --only batchnorm --quick
+    python -m tools.benchmark                  # everything (~15 min on 2 cores)
+    python -m tools.benchmark --skip-tests     # everything but the test command
+    python -m tools.benchmark --only training --only batchnorm --quick
 """
 
 from __future__ import annotations
@@ -442,7 +442,7 @@ def probe_sliders(cycles: int = 2) -> list[dict[str, Any]]:
 def _probe_source(cycles: int) -> str:
     return (
         "import json as _json\n"
-        "from course_lib.benchmark import probe_sliders as _probe\n"
+        "from tools.benchmark import probe_sliders as _probe\n"
         f"print({_PROBE_MARK!r} + _json.dumps(_probe({cycles})))"
     )
 
@@ -689,7 +689,7 @@ def bench_training(repeats: int, steps_per_block_s: float = 0.1) -> list[Result]
     """A full SGD step of the chapter 3 network, course_lib BN vs torch BN."""
     import torch
 
-    from course_lib.models import make_mlp
+    from course_lib.experiments.models import make_mlp
 
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(60, 64, generator=gen)
@@ -732,7 +732,7 @@ def _merge(old: list[dict[str, Any]], new: list[Result], ran: set[str]) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.benchmark",
+    parser = argparse.ArgumentParser(prog="python -m tools.benchmark",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats and the two smaller BN sizes: a smoke test")

@@ -7,8 +7,8 @@ only real changes.
 
 Usage::
 
-    python -m course_lib.devtools execute notebooks/*.ipynb
-    python -m course_lib.devtools colab-cell      # print the install cell for _config.yml's repo
+    python -m tools.notebooks execute notebooks/*.ipynb
+    python -m tools.notebooks colab-cell      # print the install cell for _config.yml's repo
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def execute(paths: list[Path], timeout: int = 600) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m course_lib.devtools")
+    parser = argparse.ArgumentParser(prog="python -m tools.notebooks")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("execute", help="execute notebooks in place, storing outputs")
     run.add_argument("paths", nargs="+", type=Path)

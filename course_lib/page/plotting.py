@@ -6,7 +6,7 @@ always vermillion, "batch norm" always blue, and so on. Call :func:`use_style` o
 notebook, right after the imports.
 
 Example:
-    >>> from course_lib.plotting import use_style, COLORS
+    >>> from course_lib.page.plotting import use_style, COLORS
     >>> use_style()
     >>> import matplotlib.pyplot as plt
     >>> _ = plt.plot([0, 1], [0, 1], color=COLORS["bn"], label="with BN")

@@ -1,0 +1,1 @@
+"""Page helpers: showing source, the one figure style, self-check questions."""

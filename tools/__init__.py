@@ -1,0 +1,1 @@
+"""Maintainer tools: run by the Makefile, never installed with course_lib."""
