@@ -648,13 +648,14 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         kw = {"device": device, "dtype": dtype}
+        # Registered as None when absent, so the names and state_dict keys match torch.
         if elementwise_affine:
             self.weight = Parameter(torch.empty(self.normalized_shape, **kw))
-            self.bias = Parameter(torch.empty(self.normalized_shape, **kw)) if bias else None
         else:
             self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if self.bias is None:
+        if elementwise_affine and bias:
+            self.bias = Parameter(torch.empty(self.normalized_shape, **kw))
+        else:
             self.register_parameter("bias", None)
         self.reset_parameters()
 
