@@ -41,8 +41,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int) -> dict:
-    gen = torch.Generator().manual_seed(10_000 + rank)  # each process its own examples
+def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int,
+           seed: int) -> dict:
+    gen = torch.Generator().manual_seed(10_000 * seed + 100 + rank)  # each process its own examples
     z = torch.randn(draws, local_batch, channels, generator=gen, dtype=torch.float64)
     local_mu = z.mean(dim=1)  # what local BN normalizes with, one row per mini-batch
     # What SyncBN normalizes with: the sums of every process, all-reduced (all draws at once).
@@ -103,13 +104,14 @@ def _traffic(local_batch: int) -> list[dict]:
     return rows
 
 
-def _worker(rank: int, world: int, port: int, local_batch: int, draws: int, queue: Any) -> None:
+def _worker(rank: int, world: int, port: int, local_batch: int, draws: int, seed: int,
+            queue: Any) -> None:
     try:
         torch.set_num_threads(1)
         t0 = time.perf_counter()
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=world)
-        result = {"noise": _noise(rank, world, local_batch, draws, channels=16),
+        result = {"noise": _noise(rank, world, local_batch, draws, channels=16, seed=seed),
                   "equal": _equality(rank, world, local_batch),
                   "traffic": _traffic(local_batch)}
         worst = torch.tensor([result["equal"]], dtype=torch.float64)
@@ -123,7 +125,11 @@ def _worker(rank: int, world: int, port: int, local_batch: int, draws: int, queu
 
 
 def run_split_batch_experiment(
-    world: int = 4, local_batch: int = 8, draws: int = 300, timeout: float = 120.0
+    world: int = 4,
+    local_batch: int = 8,
+    draws: int = 300,
+    seed: int = 0,
+    timeout: float = 120.0,
 ) -> dict:
     """Start ``world`` processes with ``local_batch`` examples each; return process 0's results.
 
@@ -136,7 +142,7 @@ def run_split_batch_experiment(
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, local_batch, draws, queue),
+    procs = [ctx.Process(target=_worker, args=(r, world, port, local_batch, draws, seed, queue),
                          daemon=True) for r in range(world)]
     for p in procs:
         p.start()
