@@ -436,17 +436,18 @@ def layer_norm(
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
-    r"""Layer norm: each example normalized over its last ``len(normalized_shape)`` axes.
+    r"""Layer norm: each example normalized over its last ``len(normalized_shape)``
+    axes.
 
-    Same contract as ``torch.nn.functional.layer_norm``; ``weight`` and ``bias`` have shape
-    ``normalized_shape`` (one :math:`\gamma, \beta` per normalized value).
+    Same contract as ``torch.nn.functional.layer_norm``; ``weight`` and ``bias``
+    have shape ``normalized_shape`` (one :math:`\gamma, \beta` per normalized value).
 
     Example:
         >>> y = layer_norm(torch.randn(4, 3, 5, 5), (3, 5, 5))
         >>> torch.allclose(y.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-6)
         True
     """
-    dims = tuple(range(-len(normalized_shape), 0))  # the trailing axes: one example's values
+    dims = tuple(range(-len(normalized_shape), 0))  # the trailing axes of one example
     mu = x.mean(dim=dims, keepdim=True)
     var = ((x - mu) ** 2).mean(dim=dims, keepdim=True)  # biased, as in batch norm
     z_norm = (x - mu) / torch.sqrt(var + eps)
@@ -461,19 +462,19 @@ def group_norm(
     bias: Tensor | None = None,
     eps: float = 1e-5,
 ) -> Tensor:
-    r"""Group norm: each example's channels split into ``num_groups`` groups of consecutive
-    channels, each group normalized over its channels and spatial axes.
+    r"""Group norm: each example's channels split into ``num_groups`` groups of
+    consecutive channels, each group normalized over its channels and spatial axes.
 
-    Same contract as ``torch.nn.functional.group_norm``; ``weight`` and ``bias`` have shape
-    ``(C,)``. ``num_groups=1`` is layer norm over ``(C, *spatial)``; ``num_groups=C`` is
-    instance norm.
+    Same contract as ``torch.nn.functional.group_norm``; ``weight`` and ``bias``
+    have shape ``(C,)``. ``num_groups=1`` is layer norm over ``(C, *spatial)``;
+    ``num_groups=C`` is instance norm.
 
     Example:
         >>> x = torch.randn(2, 6, 4, 4)
         >>> torch.allclose(group_norm(x, 1), layer_norm(x, (6, 4, 4)), atol=1e-6)
         True
     """
-    N, C = x.shape[0], x.shape[1]
+    N = x.shape[0]
     z = x.reshape(N, num_groups, -1)  # group g holds channels g*C/G ... (g+1)*C/G - 1
     mu = z.mean(dim=2, keepdim=True)
     var = ((z - mu) ** 2).mean(dim=2, keepdim=True)
@@ -490,8 +491,8 @@ def instance_norm(
 ) -> Tensor:
     r"""Instance norm: each channel of each example normalized over its spatial axes.
 
-    ``x`` is ``(N, C, *spatial)``; ``weight`` and ``bias`` have shape ``(C,)``. Batch norm's
-    statistics per channel, but with a batch of one example.
+    ``x`` is ``(N, C, *spatial)``; ``weight`` and ``bias`` have shape ``(C,)``.
+    Batch norm's statistics per channel, but with a batch of one example.
 
     Example:
         >>> y = instance_norm(torch.randn(2, 3, 8, 8))
@@ -518,25 +519,26 @@ def batch_renorm(
     r_max: float = 3.0,
     d_max: float = 5.0,
 ) -> Tensor:
-    r"""Batch renormalization (Ioffe, 2017): batch norm corrected towards the running statistics.
+    r"""Batch renormalization (Ioffe, 2017): batch norm corrected towards the running
+    statistics.
 
     .. math::
 
-        r = \operatorname{clip}_{[1/r_{\max},\, r_{\max}]}\Big(\frac{\sigma_B}{\sigma}\Big),
-        \quad
-        d = \operatorname{clip}_{[-d_{\max},\, d_{\max}]}\Big(\frac{\mu_B - \mu}{\sigma}\Big),
-        \quad
+        r = \operatorname{clip}_{[1/r_{\max}, r_{\max}]}(\sigma_B / \sigma), \quad
+        d = \operatorname{clip}_{[-d_{\max}, d_{\max}]}((\mu_B - \mu) / \sigma), \quad
         \hat z = \frac{z - \mu_B}{\sigma_B}\, r + d
 
-    with :math:`\sigma_B = \sqrt{\sigma_B^2 + \epsilon}` of the batch and :math:`\mu,
-    \sigma = \sqrt{\text{running\_var} + \epsilon}` the running statistics. :math:`r` and
-    :math:`d` are constants for the backward pass. Without clipping, :math:`\hat z` is the
-    normalization with the running statistics; with ``r_max=1, d_max=0`` it is batch norm.
-    The running statistics are then updated as batch norm updates them. Outside training it
-    is batch norm with the running statistics.
+    with :math:`\sigma_B = \sqrt{\sigma_B^2 + \epsilon}` of the batch and :math:`\mu`,
+    :math:`\sigma = \sqrt{\text{running\_var} + \epsilon}` the running statistics.
+    :math:`r` and :math:`d` are constants for the backward pass. Without clipping,
+    :math:`\hat z` is the normalization with the running statistics; with
+    ``r_max=1, d_max=0`` it is batch norm. The running statistics are then updated as
+    batch norm updates them. Outside training it is batch norm with the running
+    statistics.
     """
     if not training:
-        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum,
+                          eps)
     axes, nd = reduce_axes(x), x.ndim
     mu_B = x.mean(dim=axes)
     sigma_B = torch.sqrt(((x - per_channel(mu_B, nd)) ** 2).mean(dim=axes) + eps)
@@ -548,8 +550,8 @@ def batch_renorm(
     z_hat = z_norm * per_channel(r, nd) + per_channel(d, nd)
     # The running statistics move as batch norm's do (this call only updates them).
     with torch.no_grad():
-        batch_norm(x.detach(), running_mean, running_var, training=True, momentum=momentum,
-                   eps=eps)
+        batch_norm(x.detach(), running_mean, running_var, training=True,
+                   momentum=momentum, eps=eps)
     z_tilde = z_hat if weight is None else z_hat * per_channel(weight, nd)
     return z_tilde if bias is None else z_tilde + per_channel(bias, nd)
 
@@ -565,16 +567,18 @@ def ghost_batch_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
-    r"""Ghost batch norm (Hoffer et al., 2017): batch norm on each chunk of ``ghost_size``.
+    r"""Ghost batch norm (Hoffer et al., 2017): batch norm on chunks of ``ghost_size``.
 
-    In training, a large batch is split into "ghost" batches of ``ghost_size`` examples (the
-    last may be smaller), each normalized with its own statistics and each updating the
-    running statistics, as if they had come one after the other. Outside training it is
-    batch norm with the running statistics.
+    In training, a large batch is split into "ghost" batches of ``ghost_size`` examples
+    (the last may be smaller), each normalized with its own statistics and each updating
+    the running statistics, as if they had come one after the other. Outside training it
+    is batch norm with the running statistics.
     """
     if not training:
-        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
-    ghosts = [batch_norm(chunk, running_mean, running_var, weight, bias, True, momentum, eps)
+        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum,
+                          eps)
+    ghosts = [batch_norm(chunk, running_mean, running_var, weight, bias, True, momentum,
+                         eps)
               for chunk in x.split(ghost_size)]
     return torch.cat(ghosts)
 

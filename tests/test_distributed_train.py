@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from course_lib.distributed import train as script
-from course_lib.experiments.split_batches import free_port
+from course_lib.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).parent / "torchrun"

@@ -21,11 +21,13 @@ unchanged, with NCCL on GPUs. When ``torch.distributed`` is not initialized, or 
 one process, it is :class:`course_lib.nn.BatchNorm1d` (for any ``(N, C, *)`` input).
 
 Public names: :class:`SyncBatchNorm`, :func:`convert_sync_batchnorm`,
-:func:`sync_batch_stats` (the formula above), :func:`local_sums`, :func:`count_traffic`.
+:class:`SyncBatchNormFunction` (its forward and backward passes), :func:`sync_batch_stats`
+(the formula above), :func:`local_sums`, :func:`count_traffic`, :func:`free_port`.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,11 +42,20 @@ from course_lib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchRenorm1d, 
 
 __all__ = [
     "SyncBatchNorm",
+    "SyncBatchNormFunction",
     "convert_sync_batchnorm",
     "count_traffic",
+    "free_port",
     "local_sums",
     "sync_batch_stats",
 ]
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (for a process group's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 # Values handed to all_reduce while count_traffic() is active (None when it is not).
 _traffic: list[int] | None = None
@@ -78,10 +89,11 @@ def _all_reduce(t: Tensor, group: Any) -> Tensor:
 
 
 def local_sums(z: Tensor) -> Tensor:
-    r"""What one process contributes: per channel :math:`\sum z`, :math:`\sum z^2`, and the count.
+    r"""What one process contributes: per channel :math:`\sum z`, :math:`\sum z^2`,
+    and the count.
 
-    Returns a vector of length ``2C + 1``: ``C`` sums, ``C`` sums of squares, one count. Sums
-    (not means) because sums of slices add up to the sum of the whole batch.
+    Returns a vector of length ``2C + 1``: ``C`` sums, ``C`` sums of squares, one
+    count. Sums (not means) because sums of slices add up to the sum of the whole batch.
     """
     axes = reduce_axes(z)
     m = torch.tensor([z.numel() // z.shape[1]], dtype=z.dtype, device=z.device)
@@ -91,8 +103,8 @@ def local_sums(z: Tensor) -> Tensor:
 def sync_batch_stats(z: Tensor, group: Any = None) -> tuple[Tensor, Tensor, Tensor]:
     r"""The mean and biased variance of each channel over the batch of *all* processes.
 
-    One ``all_reduce`` of :func:`local_sums`; returns ``(mu, var, m)`` with ``m`` the total
-    number of values per channel.
+    One ``all_reduce`` of :func:`local_sums`; returns ``(mu, var, m)`` with ``m`` the
+    total number of values per channel.
     """
     C = z.shape[1]
     sums = _all_reduce(local_sums(z), group)  # now the sums over every process's slice
@@ -102,8 +114,8 @@ def sync_batch_stats(z: Tensor, group: Any = None) -> tuple[Tensor, Tensor, Tens
     return mu, var, m
 
 
-class _SyncBatchNormFunction(torch.autograd.Function):
-    """Forward: normalize with the global statistics. Backward: two global sums."""
+class SyncBatchNormFunction(torch.autograd.Function):
+    """Forward: normalize with the whole batch's statistics. Backward: two sums."""
 
     @staticmethod
     def forward(ctx, z, weight, bias, eps, group):  # type: ignore[override]
@@ -124,7 +136,7 @@ class _SyncBatchNormFunction(torch.autograd.Function):
     def backward(ctx, dout, _dmu, _dvar, _dm):  # type: ignore[override]
         z_norm, weight, inv_std = ctx.saved_tensors
         axes, nd, C = reduce_axes(dout), dout.dim(), dout.shape[1]
-        # This process's share of dbeta and dgamma (DDP adds up the shares of all processes).
+        # This process's share of dbeta and dgamma (DDP adds up all processes' shares).
         dbeta_local = dout.sum(dim=axes)
         dgamma_local = (dout * z_norm).sum(dim=axes)
         sums = _all_reduce(torch.cat([dbeta_local, dgamma_local]), ctx.group)
@@ -132,7 +144,8 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         gamma = torch.ones_like(inv_std) if weight is None else weight
         # Chapter 2's compact backward, with the whole batch's m and sums.
         scale = per_channel(gamma * inv_std / ctx.m, nd)
-        dz = scale * (ctx.m * dout - per_channel(dbeta, nd) - z_norm * per_channel(dgamma, nd))
+        dz = scale * (ctx.m * dout - per_channel(dbeta, nd)
+                      - z_norm * per_channel(dgamma, nd))
         return (
             dz,
             dgamma_local if weight is not None and ctx.needs_input_grad[1] else None,
@@ -194,7 +207,7 @@ class SyncBatchNorm(BatchNorm1d):
         self._check_input_dim(x)
         if x.shape[1] != self.num_features:
             _checks.check_num_features(x.shape, self.num_features, "SyncBatchNorm")
-        out, mu, var, m = _SyncBatchNormFunction.apply(
+        out, mu, var, m = SyncBatchNormFunction.apply(
             x, self.weight, self.bias, self.eps, self.process_group)
         if self.track_running_stats:
             with torch.no_grad():  # bookkeeping, as in batch norm, with the global m

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from course_lib.distributed import convert_sync_batchnorm
+from course_lib.distributed import convert_sync_batchnorm, free_port
 from course_lib.experiments.data import load_digits_split
 from course_lib.experiments.models import make_mlp
 
@@ -107,18 +106,12 @@ def check_settings(args: argparse.Namespace, world_size: int) -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_process_group(backend: str) -> tuple[int, int]:
     """Join the group torchrun describes in the environment, or start one of one process."""
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         dist.init_process_group(backend, init_method="env://")
     else:
-        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}",
                                 rank=0, world_size=1)
     return dist.get_rank(), dist.get_world_size()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import queue as queue_module
-import socket
 import time
 import traceback
 from typing import Any
@@ -29,16 +28,9 @@ import torch
 import torch.distributed as dist
 
 from course_lib import nn as cnn
-from course_lib.distributed import SyncBatchNorm, count_traffic, local_sums
+from course_lib.distributed import SyncBatchNorm, count_traffic, free_port, local_sums
 
-__all__ = ["run_split_batch_experiment", "free_port"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["run_split_batch_experiment"]
 
 
 def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int,
