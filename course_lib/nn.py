@@ -817,12 +817,13 @@ class InstanceNorm2d(_NormBase):
     def _update_running_stats(self, x: Tensor) -> None:
         # torch treats each (example, channel) as its own batch-norm channel and averages
         # the N updates: the running averages move towards the instances' mean statistics.
+        # Each instance's variance gets Bessel's correction over its m = H * W values.
         momentum = 0.0 if self.momentum is None else self.momentum  # torch's choice
         dims = tuple(range(2, x.dim()))
         mu = x.mean(dim=dims).mean(dim=0)
-        var = x.var(dim=dims, unbiased=True).mean(dim=0)
-        self.running_mean.mul_(1 - momentum).add_(momentum * mu.to(self.running_mean.dtype))
-        self.running_var.mul_(1 - momentum).add_(momentum * var.to(self.running_var.dtype))
+        var = x.var(dim=dims, unbiased=False).mean(dim=0)
+        _update_running_stats(self.running_mean, self.running_var, mu, var, momentum,
+                              math.prod(x.shape[2:]))
 
     def extra_repr(self) -> str:
         return (

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from course_lib import _checks
 from course_lib.batchnorm import per_channel, reduce_axes
 from course_lib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchRenorm1d, BatchRenorm2d
+from course_lib.nn import _update_running_stats  # batch norm's own update, with the global m
 
 __all__ = [
     "SyncBatchNorm",
@@ -214,8 +215,8 @@ class SyncBatchNorm(BatchNorm1d):
                 self.num_batches_tracked.add_(1)
                 w = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                      else self.momentum)
-                self.running_mean.mul_(1 - w).add_(w * mu)
-                self.running_var.mul_(1 - w).add_(w * var * (m / (m - 1)))
+                _update_running_stats(self.running_mean, self.running_var, mu, var, w,
+                                      int(m))
         return out
 
     @classmethod
