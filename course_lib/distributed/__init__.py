@@ -16,8 +16,8 @@ makes unequal slices right). The backward pass needs two more sums over the whol
 :math:`\sum \partial y` and :math:`\sum \partial y\, \hat z` per channel: one more
 ``all_reduce``, inside an ``autograd.Function``.
 
-It works on the CPU with the gloo backend (``torch.nn.SyncBatchNorm`` only runs on GPUs) and,
-unchanged, with NCCL on GPUs. When ``torch.distributed`` is not initialized, or the group has
+It works on the CPU with the gloo backend (``torch.nn.SyncBatchNorm`` refuses CPU tensors)
+and, unchanged, with NCCL on GPUs. When ``torch.distributed`` is not initialized, or the group has
 one process, it is :class:`course_lib.nn.BatchNorm1d` (for any ``(N, C, *)`` input).
 
 Public names: :class:`SyncBatchNorm`, :func:`convert_sync_batchnorm`,

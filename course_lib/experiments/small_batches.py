@@ -44,8 +44,8 @@ def norm_layer(name: str, steps: int = 1000) -> Callable[[int], nn.Module]:
     """A factory ``width -> layer`` for ``make_mlp(bn_impl=...)``, by the normalization's name.
 
     ``"batch norm"``, ``"group norm"`` (10 groups), ``"layer norm"``, or ``"batch renorm"``
-    (Ioffe's running-average rate 0.01; plain batch norm for the first tenth of ``steps``,
-    then the clipping limits grow to 3 and 5 over the next fifth).
+    (running averages with momentum 0.01; plain batch norm for the first tenth of
+    ``steps``, then the clipping limits grow to 3 and 5 over the next fifth).
     """
     if name == "batch norm":
         return cnn.BatchNorm1d
