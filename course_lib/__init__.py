@@ -11,6 +11,9 @@ Each formula on the course's pages has exactly one implementation here, tested a
   :mod:`~course_lib.calibration` (recomputing BN's statistics), :mod:`~course_lib.fold`
   (folding BN into the layer before it), :mod:`~course_lib.activations` (a sigmoid's regimes),
   :mod:`~course_lib.gradcheck` (numerical gradients), ``_checks`` (input validation).
+- :mod:`course_lib.distributed`: batch norm across processes (``SyncBatchNorm`` from scratch)
+  and the data-parallel training script ``python -m course_lib.distributed.train`` (the one
+  module of the package that runs experiments' data and models: it is a program, not a layer).
 - :mod:`course_lib.experiments`: the experiments behind each chapter's claims, and the data,
   models, training loop and probes they share.
 - :mod:`course_lib.exercises`: graders (pure functions) and their widgets.

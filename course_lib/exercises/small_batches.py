@@ -1,0 +1,330 @@
+"""Chapter 8 exercises: group norm's forward pass, and what SyncBN all-reduces.
+
+- ``group_norm``: ``fn(x, G, gamma, beta, eps) -> out`` for ``x`` of shape ``(N, C, H, W)``:
+  each example's channels split into ``G`` groups of ``C // G`` consecutive channels, each
+  group normalized over its channels and spatial positions, then ``gamma * z_norm + beta``
+  per channel. The reference is :func:`course_lib.nn.group_norm`.
+- ``sync_bn_sums``: ``fn(x) -> (s, q)``: what one process contributes to synchronized batch
+  norm's forward pass, per channel the sum and the sum of squares over its slice ``x`` of
+  shape ``(N, C)`` or ``(N, C, H, W)``. The reference is :func:`course_lib.distributed.local_sums`.
+
+The group norm cases have 2 <= G < C, channels with different means and scales inside each
+group (so interleaved groups, layer norm (G = 1), instance norm (G = C) and batch norm all give
+other values), few values per group (so the unbiased variance shows) and a large eps. The sums
+cases have nonzero means (so means, centered sums or variances differ from sums of squares).
+
+The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
+so the grader can recognize it in a submission. Never use them as a reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..distributed import local_sums
+from ..nn import group_norm
+from ._core import Case, Feedback, Mistake, register, run_cases
+
+GN_ARGS = ("x", "G", "gamma", "beta", "eps")
+
+# (seed, N, C, H, W, G, eps)
+_GN_SPECS = [
+    (0, 3, 6, 2, 3, 3, 1e-5),
+    (1, 2, 8, 2, 2, 2, 1e-1),
+    (2, 4, 4, 3, 1, 2, 1e-2),
+    (3, 1, 6, 2, 2, 2, 1e-5),
+]
+
+
+def _gn_inputs(seed, n, c, h, w):
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(-3.0, 3.0, size=(1, c, 1, 1))
+    scale = np.exp(rng.uniform(np.log(0.3), np.log(3.0), size=(1, c, 1, 1)))
+    x = mean + scale * rng.standard_normal((n, c, h, w))
+    gamma = rng.uniform(0.5, 2.0, size=c) * rng.choice([-1.0, 1.0], size=c)
+    beta = rng.uniform(-2.0, 2.0, size=c)
+    return x, gamma, beta
+
+
+def _gn_reference(x, G, gamma, beta, eps):
+    t = (torch.from_numpy(a) for a in (x, gamma, beta))
+    x_t, gamma_t, beta_t = t
+    return group_norm(x_t, G, gamma_t, beta_t, eps).numpy()
+
+
+def _gn_cases() -> list[Case]:
+    cases = []
+    for seed, n, c, h, w, G, eps in _GN_SPECS:
+        x, gamma, beta = _gn_inputs(seed, n, c, h, w)
+        cases.append(Case(f"x {x.shape}, G={G}, eps={eps:g}", (x, G, gamma, beta, eps),
+                          (_gn_reference(x, G, gamma, beta, eps),)))
+    return cases
+
+
+# ---- group norm: classic mistakes, WRONG ON PURPOSE --------------------------------------
+
+
+def _affine(z_norm, gamma, beta):
+    return z_norm * gamma[None, :, None, None] + beta[None, :, None, None]
+
+
+def _norm_over(z, axes, eps, *, ddof=0, eps_mode="inside"):
+    mu = z.mean(axis=axes, keepdims=True)
+    var = z.var(axis=axes, keepdims=True, ddof=ddof)
+    if eps_mode == "none":
+        return (z - mu) / np.sqrt(var)
+    if eps_mode == "outside":
+        return (z - mu) / (np.sqrt(var) + eps)
+    if eps_mode == "var":
+        return (z - mu) / (var + eps)
+    return (z - mu) / np.sqrt(var + eps)
+
+
+def _wrong_grouped(**kw):
+    def wrong(x, G, gamma, beta, eps):
+        n, c = x.shape[:2]
+        z = x.reshape(n, G, c // G, *x.shape[2:])
+        z_norm = _norm_over(z, (2, 3, 4), eps, **kw).reshape(x.shape)
+        return (_affine(z_norm, gamma, beta),)
+
+    return wrong
+
+
+def _wrong_interleaved(x, G, gamma, beta, eps):
+    # Channel c in group c % G: reshape (N, C // G, G, ...) and normalize over axis 1.
+    n, c = x.shape[:2]
+    z = x.reshape(n, c // G, G, *x.shape[2:])
+    return (_affine(_norm_over(z, (1, 3, 4), eps).reshape(x.shape), gamma, beta),)
+
+
+def _wrong_over(axes):
+    def wrong(x, G, gamma, beta, eps):
+        return (_affine(_norm_over(x, axes, eps), gamma, beta),)
+
+    return wrong
+
+
+def _wrong_with_batch(x, G, gamma, beta, eps):
+    # Groups, but the statistics also over the batch axis.
+    n, c = x.shape[:2]
+    z = x.reshape(n, G, c // G, *x.shape[2:])
+    return (_affine(_norm_over(z, (0, 2, 3, 4), eps).reshape(x.shape), gamma, beta),)
+
+
+GN_FIX = (
+    "N, C, H, W = x.shape; z = x.reshape(N, G, C // G, H, W); mu = z.mean(axis=(2, 3, 4), "
+    "keepdims=True); var = z.var(axis=(2, 3, 4), keepdims=True); z_norm = ((z - mu) / "
+    "np.sqrt(var + eps)).reshape(N, C, H, W); return gamma[None, :, None, None] * z_norm + "
+    "beta[None, :, None, None]"
+)
+
+GN_MISTAKES = (
+    Mistake(
+        "wrong_group_axis",
+        "Looks like your groups interleave the channels: channel c went to group c % G "
+        "(x.reshape(N, C // G, G, H, W), statistics over axis 1). Group norm's groups are "
+        "consecutive channels: group g holds channels g * C/G to (g + 1) * C/G - 1, so reshape "
+        "to (N, G, C // G, H, W) and take the statistics over axes (2, 3, 4).",
+        _wrong_interleaved,
+    ),
+    Mistake(
+        "layer_norm",
+        "Looks like you normalized each example over all of its channels at once: that is "
+        "group norm with G = 1, which is layer norm. Split the C channels into G groups first "
+        "(x.reshape(N, G, C // G, H, W)) and normalize each group on its own.",
+        _wrong_over((1, 2, 3)),
+    ),
+    Mistake(
+        "instance_norm",
+        "Looks like you normalized each channel of each example on its own (statistics over "
+        "H and W only): that is group norm with G = C, which is instance norm. Put C // G "
+        "channels together in each group: x.reshape(N, G, C // G, H, W), statistics over "
+        "axes (2, 3, 4).",
+        _wrong_over((2, 3)),
+    ),
+    Mistake(
+        "batch_norm",
+        "Looks like you normalized each channel over the batch and the spatial axes (axes "
+        "0, 2, 3): that is batch norm. Group norm never averages over the batch: each "
+        "example is normalized with its own statistics, so it works for any batch size.",
+        _wrong_over((0, 2, 3)),
+    ),
+    Mistake(
+        "over_batch",
+        "Looks like your statistics also run over the batch axis 0. Group norm computes them "
+        "for each example separately: over axes (2, 3, 4) of x.reshape(N, G, C // G, H, W), "
+        "not (0, 2, 3, 4).",
+        _wrong_with_batch,
+    ),
+    Mistake(
+        "unbiased_variance",
+        "Looks like you used the unbiased variance (dividing by n - 1, ddof=1). Normalization "
+        "layers use the biased one: the mean of the squared deviations (np.var's default "
+        "ddof=0).",
+        _wrong_grouped(ddof=1),
+    ),
+    Mistake(
+        "missing_eps",
+        "Looks like eps is missing: divide by np.sqrt(var + eps). eps keeps the division "
+        "finite for a constant group and is part of the definition.",
+        _wrong_grouped(eps_mode="none"),
+    ),
+    Mistake(
+        "eps_outside_sqrt",
+        "Looks like eps is added outside the square root, np.sqrt(var) + eps. It goes "
+        "inside: np.sqrt(var + eps), as in batch norm.",
+        _wrong_grouped(eps_mode="outside"),
+    ),
+    Mistake(
+        "divided_by_variance",
+        "Looks like you divided by the variance instead of the standard deviation: use "
+        "np.sqrt(var + eps).",
+        _wrong_grouped(eps_mode="var"),
+    ),
+)
+
+
+def _gn_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
+    x, G = case.args[0], case.args[1]
+    n, c = x.shape[:2]
+    if got == (n, G, c // G, *x.shape[2:]):
+        return ("wrong_shape", f"out has shape {got}, the grouped view; reshape it back to "
+                f"x's shape {x.shape} before applying gamma and beta.")
+    return None
+
+
+@register(
+    "group_norm",
+    "fn(x, G, gamma, beta, eps) -> out: group norm of an (N, C, H, W) array with G groups of "
+    "consecutive channels (chapter 8)",
+)
+def grade_group_norm(submission: Any) -> Feedback:
+    """Grade ``fn(x, G, gamma, beta, eps) -> out`` against :func:`course_lib.nn.group_norm`."""
+    return run_cases(
+        submission,
+        cases=_gn_cases(),
+        arg_names=GN_ARGS,
+        output_names=("out",),
+        mistakes=GN_MISTAKES,
+        fix=GN_FIX,
+        hint="Check one group by hand: after normalizing, out[0, :C // G] (before gamma and "
+             "beta) should have mean 0 and variance about 1.",
+        diagnose_shape=_gn_diagnose_shape,
+    )
+
+
+# ---- what SyncBN all-reduces -------------------------------------------------------------
+
+_SUM_SHAPES = [(0, (5, 3)), (1, (3, 4, 2, 2)), (2, (1, 2, 3, 3)), (3, (7, 6))]
+
+
+def _sums_reference(x):
+    sums = local_sums(torch.from_numpy(x)).numpy()
+    c = x.shape[1]
+    return sums[:c], sums[c:2 * c]
+
+
+def _sum_cases() -> list[Case]:
+    cases = []
+    for seed, shape in _SUM_SHAPES:
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(-2.0, 3.0, size=(1, shape[1]) + (1,) * (len(shape) - 2)) \
+            + rng.uniform(0.5, 2.0) * rng.standard_normal(shape)
+        cases.append(Case(f"x {x.shape}", (x,), _sums_reference(x)))
+    return cases
+
+
+def _axes(x):
+    return (0, *range(2, x.ndim))
+
+
+def _wrong_means(x):
+    return x.mean(axis=_axes(x)), (x ** 2).mean(axis=_axes(x))
+
+
+def _wrong_centered(x):
+    a = _axes(x)
+    return x.sum(axis=a), ((x - x.mean(axis=a, keepdims=True)) ** 2).sum(axis=a)
+
+
+def _wrong_variance(x):
+    a = _axes(x)
+    return x.sum(axis=a), x.var(axis=a)
+
+
+def _wrong_square_of_sum(x):
+    a = _axes(x)
+    return x.sum(axis=a), x.sum(axis=a) ** 2
+
+
+SUM_MISTAKES = (
+    Mistake(
+        "means_not_sums",
+        "Looks like you returned means, not sums. Means of the processes' slices cannot be "
+        "combined by adding them up (and averaging them is wrong when the slices have "
+        "different sizes); sums can: the all-reduced sum of the slices' sums is the sum over "
+        "the whole batch. Return x.sum(...) and (x ** 2).sum(...) over every axis but 1.",
+        _wrong_means,
+    ),
+    Mistake(
+        "centered_sum_of_squares",
+        "Looks like q sums the squares of x minus the slice's own mean. Each process would "
+        "center around a different mean, so these do not add up to anything about the whole "
+        "batch. Send the raw sum of squares, (x ** 2).sum(...): with the global mean "
+        "mu = s / m the variance is q / m - mu ** 2.",
+        _wrong_centered,
+    ),
+    Mistake(
+        "variance_not_sum_of_squares",
+        "Looks like q is the slice's variance. Variances of slices do not add up to the "
+        "variance of the batch (they miss how far the slices' means are apart); sums of "
+        "squares do. Return (x ** 2).sum(...).",
+        _wrong_variance,
+    ),
+    Mistake(
+        "square_of_sum",
+        "Looks like q is the square of the sum, (x.sum()) ** 2; it should be the sum of the "
+        "squares, (x ** 2).sum(...).",
+        _wrong_square_of_sum,
+    ),
+)
+
+
+def _sums_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
+    x = case.args[0]
+    c = x.shape[1]
+    if x.ndim > 2 and got == x.shape[1:]:
+        return ("spatial_axes", f"{name} has shape {got}, expected ({c},): sum over the "
+                f"spatial axes too, axis=(0, 2, 3): batch norm's statistics of a channel use "
+                f"all N * H * W of its values.")
+    if got in ((x.shape[0],), (x.shape[0], *x.shape[2:])):
+        return ("wrong_axis", f"{name} has shape {got}, expected ({c},): one number per "
+                "channel, summed over the batch (axis 0) and any spatial axes, not over the "
+                "channels.")
+    if got == ():
+        return ("wrong_axis", f"{name} is a single number; expected one per channel, shape "
+                f"({c},): sum over every axis but 1.")
+    return None
+
+
+@register(
+    "sync_bn_sums",
+    "fn(x) -> (s, q): per-channel sum and sum of squares of a process's slice x, what SyncBN "
+    "all-reduces (chapter 8)",
+)
+def grade_sync_bn_sums(submission: Any) -> Feedback:
+    """Grade ``fn(x) -> (s, q)`` against :func:`course_lib.distributed.local_sums`."""
+    return run_cases(
+        submission,
+        cases=_sum_cases(),
+        arg_names=("x",),
+        output_names=("s", "q"),
+        mistakes=SUM_MISTAKES,
+        fix="axes = (0, *range(2, x.ndim)); return x.sum(axis=axes), (x ** 2).sum(axis=axes)",
+        hint="Check: for a slice with one example and one channel, s is its values' sum and "
+             "q the sum of their squares.",
+        diagnose_shape=_sums_diagnose_shape,
+    )

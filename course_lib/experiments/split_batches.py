@@ -1,0 +1,168 @@
+"""Chapter 8's experiment on batch norm across processes: local BN against SyncBN.
+
+:func:`run_split_batch_experiment` starts ``world`` processes on this machine (the ``spawn``
+start method, so it works from a Jupyter kernel; gloo on 127.0.0.1, a free port), each with
+``local_batch`` examples, and measures in them:
+
+- ``noise``: over many mini-batches drawn from a population with mean 0 and variance 1, the
+  standard deviation of the batch mean each process normalizes with, for local batch norm (its
+  own slice) and for :class:`course_lib.distributed.SyncBatchNorm` (the whole batch);
+- ``equal``: the largest difference between SyncBatchNorm on each process's slice and
+  :class:`course_lib.nn.BatchNorm1d`/``2d`` on the concatenated batch in one process, for the
+  output, the input gradient, the parameter gradients (summed over the processes, as DDP
+  does) and the running statistics, over several training steps with unequal slices too;
+- ``traffic``: the bytes each SyncBatchNorm layer all-reduces per training step, and the bytes
+  of its input activations, for a dense ``(N, C)`` and a convolutional ``(N, C, H, W)`` layer.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from course_lib import nn as cnn
+from course_lib.distributed import SyncBatchNorm, count_traffic, free_port, local_sums
+
+__all__ = ["run_split_batch_experiment"]
+
+
+def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int,
+           seed: int) -> dict:
+    gen = torch.Generator().manual_seed(10_000 * seed + 100 + rank)  # each process its own examples
+    z = torch.randn(draws, local_batch, channels, generator=gen, dtype=torch.float64)
+    local_mu = z.mean(dim=1)  # what local BN normalizes with, one row per mini-batch
+    # What SyncBN normalizes with: the sums of every process, all-reduced (all draws at once).
+    sums = torch.stack([local_sums(batch) for batch in z])
+    dist.all_reduce(sums)
+    sync_mu = sums[:, :channels] / sums[:, 2 * channels:]
+    gathered = [torch.zeros_like(local_mu) for _ in range(world)]
+    dist.all_gather(gathered, local_mu)
+    return {"local_std": torch.cat(gathered).std().item(), "sync_std": sync_mu.std().item()}
+
+
+def _equality(rank: int, world: int, local_batch: int) -> float:
+    """Largest difference between SyncBN on slices and BN on the concatenated batch."""
+    worst = 0.0
+    for shape, sizes in (((16,), [local_batch] * world),
+                         ((4, 3, 3), [local_batch] * world),
+                         ((16,), [1 + (k * 5) % 9 for k in range(world)])):  # unequal slices
+        ref_cls = cnn.BatchNorm1d if len(shape) == 1 else cnn.BatchNorm2d
+        sync = SyncBatchNorm(shape[0], dtype=torch.float64)
+        ref = ref_cls(shape[0], dtype=torch.float64)
+        start, n = sum(sizes[:rank]), sizes[rank]
+        gen = torch.Generator().manual_seed(7)  # the same global batches everywhere
+        for _ in range(5):
+            X = 2.0 + 3.0 * torch.randn(sum(sizes), *shape, generator=gen, dtype=torch.float64)
+            G = torch.randn(X.shape, generator=gen, dtype=torch.float64)
+            x_all, x = X.clone().requires_grad_(True), X[start:start + n].clone().requires_grad_(True)
+            y_all, y = ref(x_all), sync(x)
+            (y_all * G).sum().backward()
+            (y * G[start:start + n]).sum().backward()
+            diffs = [(y - y_all[start:start + n]).abs().max(),
+                     (x.grad - x_all.grad[start:start + n]).abs().max()]
+            for name in ("weight", "bias"):
+                grad = getattr(sync, name).grad.clone()
+                dist.all_reduce(grad)
+                diffs.append((grad - getattr(ref, name).grad).abs().max())
+            with torch.no_grad():  # the same SGD step in both
+                for name in ("weight", "bias"):
+                    step = 0.1 * getattr(ref, name).grad
+                    getattr(sync, name).sub_(step)
+                    getattr(ref, name).sub_(step)
+            sync.zero_grad(), ref.zero_grad()
+            diffs += [(sync.running_mean - ref.running_mean).abs().max(),
+                      (sync.running_var - ref.running_var).abs().max()]
+            worst = max(worst, max(float(d.detach()) for d in diffs))
+    return worst
+
+
+def _traffic(local_batch: int) -> list[dict]:
+    rows = []
+    for shape in ((100,), (64, 16, 16)):
+        layer = SyncBatchNorm(shape[0])
+        x = torch.randn(local_batch, *shape, requires_grad=True)
+        with count_traffic() as sent:
+            layer(x).sum().backward()
+        rows.append({"shape": (local_batch, *shape), "channels": shape[0],
+                     "forward_bytes": sent[0], "backward_bytes": sent[1],
+                     "activation_bytes": x.numel() * x.element_size()})
+    return rows
+
+
+def _worker(rank: int, world: int, port: int, local_batch: int, draws: int, seed: int,
+            queue: Any) -> None:
+    try:
+        torch.set_num_threads(1)
+        t0 = time.perf_counter()
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                world_size=world)
+        result = {"noise": _noise(rank, world, local_batch, draws, channels=16, seed=seed),
+                  "equal": _equality(rank, world, local_batch),
+                  "traffic": _traffic(local_batch)}
+        worst = torch.tensor([result["equal"]], dtype=torch.float64)
+        dist.all_reduce(worst, op=dist.ReduceOp.MAX)
+        result["equal"] = worst.item()
+        result["seconds_in_worker"] = time.perf_counter() - t0
+        dist.destroy_process_group()
+        queue.put((rank, result))
+    except Exception:  # noqa: BLE001 - hand the error to the parent instead of hanging it
+        queue.put((rank, traceback.format_exc()))
+
+
+def run_split_batch_experiment(
+    world: int = 4,
+    local_batch: int = 8,
+    draws: int = 300,
+    seed: int = 0,
+    timeout: float = 120.0,
+) -> dict:
+    """Start ``world`` processes with ``local_batch`` examples each; return process 0's results.
+
+    Returns ``{"noise": {"local_std", "sync_std"}, "equal": float, "traffic": [...]}`` (see
+    the module docstring); ``noise`` also gets the theory, ``1 / sqrt(batch)`` for both.
+
+    Raises:
+        RuntimeError: if a process fails (with its traceback) or does not answer in time.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, world, port, local_batch, draws, seed, queue),
+                         daemon=True) for r in range(world)]
+    for p in procs:
+        p.start()
+    results: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < world:
+            try:
+                rank, value = queue.get(timeout=0.5)
+                results[rank] = value
+            except queue_module.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the {world} processes did not all report (exit codes "
+                        f"{[p.exitcode for p in procs]}); in a script, start them under "
+                        "`if __name__ == '__main__':`, as the spawn start method requires"
+                    ) from None
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+    failed = {r: v for r, v in results.items() if isinstance(v, str)}
+    if failed:
+        raise RuntimeError("a process failed:\n" + "\n".join(failed.values()))
+    out = results[0]
+    out["noise"]["local_theory"] = 1 / np.sqrt(local_batch)
+    out["noise"]["sync_theory"] = 1 / np.sqrt(local_batch * world)
+    out["world"], out["local_batch"] = world, local_batch
+    return out

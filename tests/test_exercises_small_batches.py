@@ -1,0 +1,79 @@
+"""Chapter 8 graders: group norm's forward pass and the sums SyncBN all-reduces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from course_lib.exercises import EXERCISES, grade
+from course_lib.exercises import small_batches as sb
+
+
+def group_norm_right(x, G, gamma, beta, eps):
+    N, C, H, W = x.shape
+    z = x.reshape(N, G, C // G, H, W)
+    mu = z.mean(axis=(2, 3, 4), keepdims=True)
+    var = z.var(axis=(2, 3, 4), keepdims=True)
+    z_norm = ((z - mu) / np.sqrt(var + eps)).reshape(N, C, H, W)
+    return gamma[None, :, None, None] * z_norm + beta[None, :, None, None]
+
+
+def sums_right(x):
+    axes = (0, *range(2, x.ndim))
+    return x.sum(axis=axes), (x ** 2).sum(axis=axes)
+
+
+def test_registered():
+    assert "group_norm" in EXERCISES and "sync_bn_sums" in EXERCISES
+
+
+def test_right_answers_pass():
+    for exercise, fn in (("group_norm", group_norm_right), ("sync_bn_sums", sums_right)):
+        feedback = grade(exercise, fn)
+        assert feedback.passed, feedback.message
+        assert feedback.mistake is None
+
+
+def test_float32_answers_pass():
+    fb = grade("group_norm", lambda *a: group_norm_right(a[0].astype(np.float32), *a[1:]))
+    assert fb.passed, fb.message
+
+
+@pytest.mark.parametrize("mistake", sb.GN_MISTAKES, ids=lambda m: m.id)
+def test_each_group_norm_mistake_is_named(mistake):
+    feedback = grade("group_norm", lambda *args: mistake.compute(*args)[0])
+    assert not feedback.passed
+    assert feedback.mistake == mistake.id, feedback.message
+
+
+@pytest.mark.parametrize("mistake", sb.SUM_MISTAKES, ids=lambda m: m.id)
+def test_each_sums_mistake_is_named(mistake):
+    feedback = grade("sync_bn_sums", mistake.compute)
+    assert not feedback.passed
+    assert feedback.mistake == mistake.id, feedback.message
+
+
+def test_layer_and_instance_norm_are_the_special_cases():
+    # The grader's layer/instance-norm mistakes ARE group norm with G = 1 and G = C.
+    x, gamma, beta = sb._gn_inputs(0, 2, 6, 3, 3)
+    ln = sb._wrong_over((1, 2, 3))(x, 3, gamma, beta, 1e-5)[0]
+    inorm = sb._wrong_over((2, 3))(x, 3, gamma, beta, 1e-5)[0]
+    assert np.allclose(ln, group_norm_right(x, 1, gamma, beta, 1e-5))
+    assert np.allclose(inorm, group_norm_right(x, 6, gamma, beta, 1e-5))
+
+
+def test_wrong_shapes_are_explained():
+    fb = grade("sync_bn_sums", lambda x: (x.sum(axis=0), (x ** 2).sum(axis=0)))
+    assert fb.mistake == "spatial_axes", fb.message
+    fb = grade("sync_bn_sums", lambda x: (x.sum(axis=1), (x ** 2).sum(axis=1)))
+    assert fb.mistake == "wrong_axis", fb.message
+
+
+def test_broken_submissions_never_crash_the_grader():
+    def raises(*args):
+        raise NotImplementedError
+
+    for exercise in ("group_norm", "sync_bn_sums"):
+        assert grade(exercise, raises).mistake == "not_implemented"
+        assert not grade(exercise, lambda *a: None).passed
+        assert not grade(exercise, lambda *a: 1 / 0).passed
