@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ._compare import cmp_line, fmt_diff, is_close, type_name
-from ._core import Feedback, _call_submission, _check_signature, register
+from ._core import Feedback, _check_signature, register
 
 __all__ = ["MISTAKE_IDS", "grade_build_bn_net"]
 

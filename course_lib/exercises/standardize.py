@@ -46,6 +46,7 @@ def _cases() -> list[Case]:
         _make_case(0, 12, 5, _HEIGHT_AGE_INCOME),
         _make_case(1, 9, 4, _RATING_PRICE),
         _make_case(2, 20, 7, _MIXED),
+        _make_case(3, 12, 5, _HEIGHT_AGE_INCOME),  # case 1's shapes, other data
     ]
 
 
