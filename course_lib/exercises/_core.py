@@ -389,10 +389,10 @@ def run_cases(
             name for name, orig, seen in zip(arg_names, case.args, copies)
             if isinstance(orig, np.ndarray) and not np.array_equal(orig, seen, equal_nan=True)
         )
-        outputs, problem = _guarded(lambda: reader(value, case), "Reading what it returned")
+        outputs, problem = _guarded(lambda: reader(value, case), "Using what it returned")
         if problem is None and isinstance(outputs, Problem):
             problem, outputs = outputs, None
-        if problem is not None and problem.mistake == "exception":
+        if problem is not None and problem.mistake == "exception" and read is None:
             problem = Problem(
                 "wrong_type",
                 f"Your function returned a {type_name(value)}, and reading it failed: "
