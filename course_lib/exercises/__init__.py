@@ -42,6 +42,7 @@ from . import standardize  # noqa: E402,F401  (chapter 1)
 from . import batchnorm  # noqa: E402,F401  (chapter 2)
 from . import network  # noqa: E402,F401  (chapter 3)
 from . import percentiles  # noqa: E402,F401  (chapter 4)
+from . import batch_noise  # noqa: E402,F401  (chapter 5)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
 from .widget import check, feedback_html  # noqa: E402
 
