@@ -142,7 +142,6 @@ def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[Any, tuple
         else:
             fix = "return a numpy array"
         return value, ("wrong_type", f"{name} is a {tname}, expected {want}: {fix}.")
-    note = ""
     if type(value) is not np.ndarray:
         if np.ma.isMaskedArray(value) and np.ma.getmaskarray(value).any():
             return value, (
@@ -150,8 +149,6 @@ def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[Any, tuple
                 f"{name} is a masked array with masked entries, expected {want}: every "
                 f"entry needs a value. Compute with plain numpy arrays.",
             )
-        if isinstance(value, np.matrix):
-            note = " (np.matrix is always 2-D: use plain numpy arrays)"
         value = np.array(value, copy=True, subok=False)
     if value.dtype.kind != "f":
         return value, (
@@ -168,7 +165,7 @@ def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[Any, tuple
         )
     if value.shape != expected.shape:
         return value, ("wrong_shape",
-                       f"{name} has shape {value.shape}, expected {expected.shape}{note}.")
+                       f"{name} has shape {value.shape}, expected {expected.shape}.")
     finite = np.isfinite(value)
     if not finite.all():
         n_nan = int(np.isnan(value).sum())

@@ -313,9 +313,13 @@ def _read_outputs(
                 )
         arrays = []
         for name, got, exp in zip(output_names, items, case.expected):
+            matrix = isinstance(got, np.matrix)
             got, problem = check_array(name, got, exp)
             if problem is not None and problem[0] == "wrong_shape" and diagnose_shape:
                 problem = diagnose_shape(name, got.shape, case) or problem
+            if problem is not None and matrix:
+                problem = (problem[0], f"{problem[1]} (np.matrix is always 2-D: return plain "
+                           f"numpy arrays.)")
             if problem is not None:
                 return Problem(*problem)
             arrays.append(got)

@@ -7,11 +7,12 @@ it, :func:`run` calls learner code:
   ``SIGALRM`` timer (``signal.setitimer``) raises a private :class:`TimeUp` into the running
   Python code, as Jupyter's Interrupt button does with ``KeyboardInterrupt``; elsewhere
   (another thread, Windows) a watchdog thread raises it with CPython's
-  ``PyThreadState_SetAsyncExc``. Either way it repeats every 50 ms until the code stops, so a
-  bare ``except:`` cannot swallow it, and any earlier handler and timer are restored.
-  Limits: a single C call (one numpy or torch operation, ``time.sleep`` off the main thread)
-  is not interrupted mid-call; it returns first. Without signals and ctypes (not CPython)
-  there is no limit.
+  ``PyThreadState_SetAsyncExc``. Either way it repeats every 50 ms until the code stops, so
+  a bare ``except:`` in a loop does not keep it running, and any earlier handler and timer
+  are restored. Limits: a single C call (one numpy or torch operation, ``time.sleep`` off the
+  main thread) is not interrupted mid-call; it returns first. A loop that spends all its time
+  inside ``try: ... except BaseException: pass`` swallows every interrupt (as it swallows
+  Jupyter's Interrupt button). Without signals and ctypes (not CPython) there is no limit.
 - with ``sys.stdout`` and ``sys.stderr`` captured: the first ``max_output`` characters are
   kept for the feedback, the rest only counted.
 - catching every exception, including ``SystemExit`` and ``GeneratorExit``; only a real
