@@ -30,6 +30,8 @@ from tests import test_exercises_network as TN
 from tests import test_exercises_percentiles as TP
 from tests import test_exercises_test_time as TT
 
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, on purpose
+
 FUZZ = settings(max_examples=20, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 GARBAGE_BUDGET = settings(FUZZ, max_examples=50)
