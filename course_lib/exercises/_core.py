@@ -204,12 +204,10 @@ class Mistake:
 
 
 def _timeout_problem(exc: BaseException) -> Problem:
-    s = _sandbox._CURRENT.get()
-    limit = f"{s.timeout:g} s" if s is not None else "its time limit"
-    where = _sandbox.learner_frame(exc)
+    limit, where = _sandbox.time_limit(), _sandbox.learner_frame(exc)
     return Problem(
         "timeout",
-        f"Your code was stopped: it ran longer than the grader's limit of {limit}."
+        f"Your code was stopped: it ran longer than the grader's limit of {limit:g} s."
         + (f" It was running{where}" if where else "")
         + "\nIs there a loop that never ends (a `while` whose condition never becomes false, "
         "a loop that never reaches its `break`)? If your code is only slow, use numpy "
@@ -225,7 +223,7 @@ def _error_problem(exc: BaseException, what: str) -> Problem:
             "Your function still raises NotImplementedError: fill in the body (replace the "
             "`raise NotImplementedError` line with your code), run the cell, and check again.",
         )
-    text = safe = _sandbox.safe_str(exc)
+    safe = _sandbox.safe_str(exc)
     text = f"{what} raised {type(exc).__name__}: {safe}{_sandbox.learner_frame(exc)}"
     if isinstance(exc, (SystemExit, GeneratorExit)):
         text += (f"\n{type(exc).__name__} ends a program or a generator; a function that "

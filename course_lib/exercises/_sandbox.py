@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["Limits", "LIMITS", "TimeUp", "Outcome", "session", "run", "safe_str", "learner_frame"]
+__all__ = ["Limits", "LIMITS", "TimeUp", "Outcome", "session", "run", "time_limit", "safe_str",
+           "learner_frame"]
 
 
 @dataclass
@@ -166,6 +167,12 @@ def session(timeout: float) -> Iterator[_Session]:
             torch.random.set_rng_state(t_state[0])
             torch.set_default_dtype(t_state[1])
             torch.set_grad_enabled(t_state[2])
+
+
+def time_limit() -> float:
+    """The current session's time limit in seconds (``LIMITS.timeout`` outside a session)."""
+    s = _CURRENT.get()
+    return LIMITS.timeout if s is None else s.timeout
 
 
 @dataclass

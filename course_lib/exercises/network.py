@@ -1,36 +1,19 @@
 r"""Chapter 3 exercise: build the lecture's network with batch norm in it.
 
-- ``build_bn_net``: ``fn(in_features, widths, out_features) -> nn.Sequential``. Per hidden
-  layer ``l`` (widths ``widths[l-1]``), in the lecture's order:
+- ``build_bn_net``: ``fn(in_features, widths, out_features) -> nn.Sequential``: per hidden
+  width ``Linear(fan_in, width, bias=False) -> BatchNorm1d(width) -> Sigmoid`` (the
+  lecture's :math:`z^{[l]} = W^{[l]} a^{[l-1]} \to \tilde z^{[l]} \to a^{[l]}`), then a
+  plain ``Linear(widths[-1], out_features)`` producing the logits.
 
-  .. math:: z^{[l]} = W^{[l]} a^{[l-1]} \;\to\; \tilde z^{[l]} = \mathrm{BN}_{\gamma^{[l]},
-            \beta^{[l]}}(z^{[l]}) \;\to\; a^{[l]} = \sigma(\tilde z^{[l]})
-
-  i.e. ``Linear(fan_in, width, bias=False) -> BatchNorm1d(width) -> Sigmoid``, then a plain
-  ``Linear(widths[-1], out_features)`` (with bias) producing the logits.
-
-The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"`` (one
-implementation of the network), whose tests check it layer by layer.
-
-The grader is :func:`._core.run_cases` with a ``read`` hook, so the learner's code runs under
-the same guard as every grader's (time limit, captured output, every exception caught):
-
-1. Each case calls the submission with one ``(in_features, widths, out_features)``; the
-   widths differ between cases, so a batch norm sized by the wrong layer, or hard-coded
-   widths, cannot hide; case 1 is called twice, so a builder that returns one cached model
-   is named.
-2. The hook reads the returned ``nn.Sequential`` as a list of layers (nested ``Sequential``
-   blocks are flattened) and compares it, layer by layer, with the lecture's order. Each
-   classic mistake has an id (see :data:`MISTAKE_IDS`); batch norm arguments that are not
-   numbers (``eps=None``) and a float16 network are named too.
-3. If the layers are right, it copies the reference's weights (with random ``gamma``,
-   ``beta`` and output bias) into a deep copy of the network (the learner's own model is
-   never changed) and returns the logits on a fixed mini-batch in training mode, which
-   ``run_cases`` compares with the reference's: this checks ``eps`` and that ``gamma`` and
-   ``beta`` are used.
-
-``torch.nn.BatchNorm1d`` is accepted in place of ``course_lib.nn.BatchNorm1d`` (chapter 2
-shows that they compute the same thing), with a note.
+The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"``. The
+grader is :func:`._core.run_cases` with a ``read`` hook (same guard as every grader): each case
+calls the builder with other widths (so sizes cannot be hard-coded); the hook reads the
+returned ``nn.Sequential`` layer by layer (nested blocks flattened) and names each classic
+mistake (:data:`MISTAKE_IDS`, plus invalid batch norm arguments and a float16 network); if the
+layers are right it copies the reference's weights (random ``gamma``, ``beta``, output bias)
+into a deep copy (the learner's model is never changed) and returns its logits on a fixed
+mini-batch in training mode, compared with the reference's (this checks ``eps`` and that
+``gamma`` and ``beta`` are used). ``torch.nn.BatchNorm1d`` is accepted, with a note.
 """
 
 from __future__ import annotations
@@ -354,31 +337,18 @@ def _sorted(problems: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
     the same mistake in several layers said once: "Hidden layers 1, 2 and 3: ..."."""
     groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for mistake, where, detail, text in problems:
-        groups.setdefault((mistake, text), [])
-        if where:
-            groups[mistake, text].append((where, detail))
+        groups.setdefault((mistake, text), []).extend([(where, detail)] if where else [])
     out = []
     for (mistake, text), places in groups.items():
-        if not places:
-            out.append((mistake, text))
-        elif any(detail for _, detail in places):
-            details = "; ".join(f"{w}: {d}" for w, d in places)
-            out.append((mistake, f"{details}. {text}"))
-        else:
-            out.append((mistake, f"{_join_places([w for w, _ in places])}: {text}"))
-    # Stable: within one id, the layers stay in order.
-    return sorted(out, key=lambda p: MISTAKE_IDS.index(p[0]))
-
-
-def _join_places(wheres: list[str]) -> str:
-    hidden = [w.removeprefix("Hidden layer ") for w in wheres if w.startswith("Hidden layer ")]
-    others = [w for w in wheres if not w.startswith("Hidden layer ")]
-    parts = []
-    if hidden:
-        numbers = hidden[0] if len(hidden) == 1 else ", ".join(hidden[:-1]) + " and " + hidden[-1]
-        parts.append(("Hidden layer " if len(hidden) == 1 else "Hidden layers ") + numbers)
-    parts += others
-    return "; ".join(parts)
+        if any(detail for _, detail in places):
+            text = "; ".join(f"{w}: {d}" for w, d in places) + f". {text}"
+        elif places:
+            hidden = [w.split()[-1] for w, _ in places if w.startswith("Hidden")]
+            numbers = ", ".join(hidden[:-1]) + " and " * (len(hidden) > 1) + "".join(hidden[-1:])
+            wheres = [f"Hidden layer{'s' * (len(hidden) > 1)} {numbers}"] * bool(hidden)
+            text = "; ".join(wheres + [w for w, _ in places if not w.startswith("Hidden")]) + f": {text}"
+        out.append((mistake, text))
+    return sorted(out, key=lambda p: MISTAKE_IDS.index(p[0]))  # stable: layers stay in order
 
 
 def _n_params(call: tuple[int, tuple[int, ...], int], bias: bool) -> int:
@@ -396,43 +366,26 @@ def _n_params(call: tuple[int, tuple[int, ...], int], bias: bool) -> int:
 def _check_returned(value: Any, call_text: str) -> Problem | None:
     from torch import nn
 
+    if isinstance(value, nn.Sequential):
+        return None
     if value is None:
-        return Problem(
-            "returned_none",
-            f"{call_text} returned None. Did you forget `return nn.Sequential(*layers)` at "
-            f"the end?",
-        )
-    if isinstance(value, type):
-        return Problem(
-            "wrong_type",
-            f"{call_text} returned the class {value.__module__}.{value.__qualname__}, not a "
-            f"network. Create one: nn.Sequential(layer1, layer2, ...).",
-        )
-    if isinstance(value, (list, tuple)) and all(isinstance(v, nn.Module) for v in value):
-        return Problem(
-            "wrong_type",
-            f"{call_text} returned a {type(value).__name__} of {len(value)} layers. Wrap "
-            f"them in a network: return nn.Sequential(*layers).",
-        )
-    if isinstance(value, nn.Module) and not isinstance(value, nn.Sequential):
-        return Problem(
-            "wrong_type",
-            f"{call_text} returned a {type_name(value)}, expected an nn.Sequential, so the "
-            f"order of the layers is the order they run in: nn.Sequential(*layers).",
-        )
-    if not isinstance(value, nn.Module) and callable(value):
-        name = getattr(value, "__name__", type(value).__name__)
-        return Problem(
-            "wrong_type",
-            f"{call_text} returned a function ({name}), not a network. Build the layers "
-            f"inside your function and return the model itself: nn.Sequential(*layers).",
-        )
-    if not isinstance(value, nn.Module):
-        return Problem(
-            "wrong_type",
-            f"{call_text} returned a {type_name(value)}, expected an nn.Sequential of layers.",
-        )
-    return None
+        what, fix = "None", "Did you forget `return nn.Sequential(*layers)` at the end?"
+    elif isinstance(value, type):
+        what = f"the class {value.__module__}.{value.__qualname__}, not a network"
+        fix = "Create one: nn.Sequential(layer1, layer2, ...)."
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, nn.Module) for v in value):
+        what = f"a {type(value).__name__} of {len(value)} layers"
+        fix = "Wrap them in a network: return nn.Sequential(*layers)."
+    elif isinstance(value, nn.Module):
+        what = f"a {type_name(value)}, expected an nn.Sequential"
+        fix = "So the order of the layers is the order they run in: nn.Sequential(*layers)."
+    elif callable(value):
+        what = f"a function ({getattr(value, '__name__', type(value).__name__)}), not a network"
+        fix = "Build the layers inside your function and return nn.Sequential(*layers)."
+    else:
+        what, fix = f"a {type_name(value)}, expected an nn.Sequential of layers", ""
+    mistake = "returned_none" if value is None else "wrong_type"
+    return Problem(mistake, f"{call_text} returned {what}. {fix}".rstrip())
 
 
 def _settings_problem(layers: list[_Layer], call_text: str) -> Problem | None:
