@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ._compare import type_name
+from ._sandbox import safe_str
 from ._core import Case, Feedback, Problem, register, run_cases
 
 __all__ = ["MISTAKE_IDS", "grade_build_bn_net"]
@@ -424,24 +425,6 @@ def _settings_problem(layers: list[_Layer], call_text: str) -> Problem | None:
 # --------------------------------------------------------------- the numerical check
 
 
-def _reference(call: tuple[int, tuple[int, ...], int], seed: int) -> Any:
-    """The reference network with random gamma, beta and output bias (not just 1, 0, 0)."""
-    import torch
-
-    from ..experiments.models import make_mlp
-
-    in_features, widths, out_features = call
-    ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in ref.modules():
-            if _is_bn(module):
-                module.weight.copy_(0.5 + 1.5 * torch.rand(module.num_features, generator=gen))
-                module.bias.copy_(2.0 * torch.rand(module.num_features, generator=gen) - 1.0)
-        ref.output.bias.copy_(torch.randn(out_features, generator=gen))
-    return ref
-
-
 def _copy_weights(ref: Any, layers: list[_Layer]) -> None:
     import torch
 
@@ -457,17 +440,24 @@ def _copy_weights(ref: Any, layers: list[_Layer]) -> None:
 
 def _cases() -> tuple[list[Case], dict[str, Any]]:
     """The cases (expected: the reference's logits on a fixed batch, float32) and, per case
-    label, the reference network and the batch."""
+    label, the reference network (random gamma, beta and output bias) and the batch."""
     import torch
 
+    from ..experiments.models import make_mlp
+
     cases, refs = [], {}
-    for seed, call in enumerate(CALLS):
-        ref = _reference(call, seed).train()
-        X = 1.0 + 2.0 * torch.randn(_BATCH, call[0], generator=torch.Generator().manual_seed(100 + seed))
+    for seed, (in_features, widths, out_features) in enumerate(CALLS):
+        ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
+        gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
+            for bn in (m for m in ref.modules() if _is_bn(m)):
+                bn.weight.copy_(0.5 + 1.5 * torch.rand(bn.num_features, generator=gen))
+                bn.bias.copy_(2.0 * torch.rand(bn.num_features, generator=gen) - 1.0)
+            ref.output.bias.copy_(torch.randn(out_features, generator=gen))
+            X = 1.0 + 2.0 * torch.randn(_BATCH, in_features, generator=gen.manual_seed(100 + seed))
             expected = ref(X).numpy()
-        label = _call_text(call)
-        cases.append(Case(label, (call[0], list(call[1]), call[2]), (expected,)))
+        label = _call_text((in_features, widths, out_features))
+        cases.append(Case(label, (in_features, list(widths), out_features), (expected,)))
         refs[label] = (ref, X)
     return cases, refs
 
@@ -525,7 +515,7 @@ def grade_build_bn_net(submission: Any) -> Feedback:
                 got = model(X.to(param.dtype if param is not None else torch.float32))
         except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 - the learner's forward
             return Problem("exception", f"Your network raised {type(exc).__name__} on a "
-                           f"mini-batch of shape {tuple(X.shape)}: {exc}")
+                           f"mini-batch of shape {tuple(X.shape)}: {safe_str(exc)}")
         want = case.expected[0].shape
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != want:
             shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type_name(got)
@@ -569,7 +559,7 @@ def grade_build_bn_net(submission: Any) -> Feedback:
         f"That is {n_params:,} parameters; the redundant biases would have added "
         f"{n_with_bias - n_params:,} more."
     )
-    if any(isinstance(l.module, torch.nn.modules.batchnorm._BatchNorm) for l in layers):
+    if any(l.kind == "bn" and type(l.module).__module__.startswith("torch") for l in layers):
         message += (
             "\nNote: you used torch.nn.BatchNorm1d. That is fine (it computes the same as "
             "course_lib.nn.BatchNorm1d), but the exercise asks for the course's own layer."
