@@ -497,3 +497,24 @@ def test_grading_a_correct_network_leaves_the_learners_model_alone():
 
     grade("build_bn_net", returns_mine)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class Masquerade:
+    """A callable whose introspection raises: __class__, __signature__, __name__."""
+
+    @property
+    def __class__(self):
+        raise RuntimeError("class exploded")
+
+    @property
+    def __signature__(self):
+        raise RuntimeError("signature exploded")
+
+    def __call__(self, *a):
+        return self
+
+
+@pytest.mark.parametrize("exercise_id", ALL)
+def test_objects_whose_introspection_raises_are_feedback(exercise_id):
+    assert_feedback(grade(exercise_id, Masquerade()))
+    assert_feedback(grade(exercise_id, lambda *a: Masquerade()))

@@ -326,11 +326,23 @@ def _read_outputs(
     return read
 
 
+def _unchanged(original: np.ndarray, passed: np.ndarray) -> bool:
+    try:
+        return bool(np.array_equal(original, passed, equal_nan=True))
+    except Exception:  # noqa: BLE001 - the learner changed the copy's dtype or shape
+        return False
+
+
 def _same_object(a: Any, b: Any) -> bool:
-    """Whether a call returned (in part) the very object an earlier call returned."""
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return any(_same_object(x, y) for x, y in zip(tuple.__iter__(tuple(a)), tuple(b)))
-    return a is b and not isinstance(a, (type(None), bool, int, float, complex, str, bytes))
+    """Whether a call returned (in part) the very object an earlier call returned (learner
+    values: only ``type()`` and ``is``, nothing their classes can override)."""
+    items = {tuple: tuple.__iter__, list: list.__iter__}
+    ta, tb = type(a), type(b)
+    if issubclass(ta, (tuple, list)) and issubclass(tb, (tuple, list)):
+        it_a = items[tuple if issubclass(ta, tuple) else list](a)
+        it_b = items[tuple if issubclass(tb, tuple) else list](b)
+        return any(_same_object(x, y) for x, y in zip(it_a, it_b))
+    return a is b and not issubclass(ta, (type(None), bool, int, float, complex, str, bytes))
 
 
 def run_cases(
@@ -377,8 +389,10 @@ def run_cases(
     """
     call = f"fn({', '.join(arg_names)})"
     n = len(cases)
-    problem = _check_signature(submission, cases[0].args, call)
-    if problem is not None:
+    problem, failed = _guarded(lambda: _check_signature(submission, cases[0].args, call),
+                               "Reading your function's signature")
+    if problem is not None or failed is not None:
+        problem = problem or failed
         return Feedback(False, problem.message, problem.mistake)
     reader = read or _read_outputs(output_names, diagnose_shape)
 
@@ -389,7 +403,7 @@ def run_cases(
             return None, None, problem, ()
         mutated = tuple(
             name for name, orig, seen in zip(arg_names, case.args, copies)
-            if isinstance(orig, np.ndarray) and not np.array_equal(orig, seen, equal_nan=True)
+            if isinstance(orig, np.ndarray) and not _unchanged(orig, seen)
         )
         outputs, problem = _guarded(lambda: reader(value, case), "Using what it returned")
         if problem is None and isinstance(outputs, Problem):

@@ -474,7 +474,7 @@ def grade_build_bn_net(submission: Any) -> Feedback:
     """Grade ``fn(in_features, widths, out_features) -> nn.Sequential`` against ``make_mlp``."""
     import torch
 
-    if isinstance(submission, torch.nn.Module):
+    if issubclass(type(submission), torch.nn.Module):
         return Feedback(
             False,
             f"You passed a network ({type_name(submission)}), the result of calling your "
