@@ -518,3 +518,10 @@ class Masquerade:
 def test_objects_whose_introspection_raises_are_feedback(exercise_id):
     assert_feedback(grade(exercise_id, Masquerade()))
     assert_feedback(grade(exercise_id, lambda *a: Masquerade()))
+
+
+def test_check_takes_the_time_limit_too():
+    from course_lib.exercises import check
+
+    widget = check("bn_forward", _forever, timeout=0.5)
+    assert "Looks like: timeout" in widget.value and "0.5 s" in widget.value

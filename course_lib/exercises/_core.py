@@ -405,15 +405,13 @@ def run_cases(
             name for name, orig, seen in zip(arg_names, case.args, copies)
             if isinstance(orig, np.ndarray) and not _unchanged(orig, seen)
         )
-        outputs, problem = _guarded(lambda: reader(value, case), "Using what it returned")
+        outputs, problem = _guarded(
+            lambda: reader(value, case), f"Using what your function returned (a {type_name(value)})")
         if problem is None and isinstance(outputs, Problem):
             problem, outputs = outputs, None
         if problem is not None and problem.mistake == "exception" and read is None:
-            problem = Problem(
-                "wrong_type",
-                f"Your function returned a {type_name(value)}, and reading it failed: "
-                f"{problem.message}\nReturn plain numpy arrays (in a plain tuple).",
-            )
+            problem = Problem("wrong_type", f"{problem.message}\nReturn plain numpy arrays (in "
+                              f"a plain tuple).")
         return value, outputs, problem, mutated
 
     values, results, mutated = [], [], set()
