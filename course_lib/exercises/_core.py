@@ -217,7 +217,7 @@ def _timeout_problem(exc: BaseException) -> Problem:
 
 
 def _error_problem(exc: BaseException, what: str) -> Problem:
-    if isinstance(exc, NotImplementedError):
+    if isinstance(exc, NotImplementedError) and what == "Your function":
         return Problem(
             "not_implemented",
             "Your function still raises NotImplementedError: fill in the body (replace the "
@@ -256,10 +256,11 @@ def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | Non
         )
     try:
         sig = inspect.signature(fn)
+    except Exception:  # noqa: BLE001 - no signature to read (some C callables): just call it
+        return None
+    try:
         sig.bind(*args)
     except TypeError as exc:
-        if "sig" not in locals():
-            return None  # no signature to read (some C callables): just try calling
         name = _sandbox.safe_str(getattr(fn, "__name__", "your function"), 60)
         return Problem(
             "wrong_signature",
@@ -267,8 +268,6 @@ def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | Non
             f"but it is defined as {name}{sig} ({exc}). Give it exactly the parameters of "
             f"the exercise statement.",
         )
-    except Exception:  # noqa: BLE001 - an odd callable: let the call itself tell
-        return None
     return None
 
 
