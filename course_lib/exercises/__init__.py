@@ -11,8 +11,8 @@ Public API (other code depends on these names):
 - :data:`EXERCISES` -- ``{exercise_id: one-line description with the call signature}``.
 - :data:`LIMITS` -- ``LIMITS.timeout`` (seconds of learner code per grading, default 10) and
   ``LIMITS.max_output`` (characters of printed output kept for the feedback).
-- For writing graders: :func:`register`, :class:`Case`, :class:`Mistake`, :class:`Problem`,
-  :func:`run_cases` (below).
+- For writing graders: :func:`register`, :func:`register_cases`, :class:`Case`,
+  :class:`Mistake`, :class:`Problem`, :func:`run_cases` (below).
 
 Registered exercises:
 
@@ -43,7 +43,8 @@ a function ``submission -> Feedback`` that builds:
   and how to fix it;
 
 and returns ``run_cases(submission, cases=..., arg_names=..., output_names=...,
-mistakes=..., fix=..., hint=...)``. ``run_cases`` is the one case loop of every grader: it
+mistakes=..., fix=..., hint=...)``; ``register_cases(id, description, make_cases, **options)``
+registers exactly that grader in one call. ``run_cases`` is the one case loop of every grader: it
 checks the signature, calls the submission on deep copies of each case's inputs in a
 sandbox (time limit, captured output, every exception caught, global state restored),
 reads what it returned (converting ndarray subclasses, refusing lists, tensors and other
@@ -63,7 +64,8 @@ Example::
     >>> check("bn_forward", my_bn_forward, timeout=60)   # a notebook: a green or red box
 """
 
-from ._core import EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, register, run_cases
+from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, register,
+                    register_cases, run_cases)
 
 # Importing a grader module registers its exercises (order = order in EXERCISES).
 from . import standardize  # noqa: E402,F401  (chapter 1)
@@ -75,4 +77,4 @@ from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
 from .widget import check, feedback_html  # noqa: E402
 
 __all__ = ["EXERCISES", "LIMITS", "Case", "Feedback", "Mistake", "Problem", "check",
-           "feedback_html", "grade", "register", "run_cases"]
+           "feedback_html", "grade", "register", "register_cases", "run_cases"]

@@ -33,8 +33,8 @@ import numpy as np
 from . import _sandbox
 from ._compare import check_array, cmp_line, fmt_diff, is_close, max_abs_diff, tolerances, type_name
 
-__all__ = ["Feedback", "EXERCISES", "register", "grade", "Case", "Mistake", "Problem",
-           "run_cases", "LIMITS"]
+__all__ = ["Feedback", "EXERCISES", "register", "register_cases", "grade", "Case", "Mistake",
+           "Problem", "run_cases", "LIMITS"]
 
 LIMITS = _sandbox.LIMITS
 
@@ -115,6 +115,20 @@ def register(exercise_id: str, description: str) -> Callable[[Callable], Callabl
         return grader
 
     return decorator
+
+
+def register_cases(
+    exercise_id: str, description: str, cases: Callable[[], Sequence[Case]], **options: Any
+) -> Callable[[Any], Feedback]:
+    """Register the usual grader, :func:`run_cases` on ``cases()`` with ``options`` (its
+    keyword arguments: ``arg_names``, ``output_names``, ``mistakes``...), and return it."""
+
+    def grader(submission: Any) -> Feedback:
+        return run_cases(submission, cases=cases(), **options)
+
+    grader.__module__, grader.__qualname__ = cases.__module__, f"grade_{exercise_id}"
+    grader.__doc__ = f"Grade ``{description.split(':')[0]}``."
+    return register(exercise_id, description)(grader)
 
 
 def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) -> Feedback:

@@ -20,12 +20,10 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..batchnorm import batchnorm_forward
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 ARG_NAMES = ("z", "mates", "eps")
 
@@ -164,20 +162,15 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
     return None
 
 
-@register(
+grade_normalize_in_batch = register_cases(
     "normalize_in_batch",
     "fn(z, mates, eps) -> z_norm: batch norm's z_norm of one example z (D,) in the "
     "mini-batch made of it and its batch-mates mates (m - 1, D) (chapter 5)",
+    _cases,
+    arg_names=ARG_NAMES,
+    output_names=("z_norm",),
+    mistakes=MISTAKES,
+    fix=FIX,
+    hint=HINT,
+    diagnose_shape=_diagnose_shape,
 )
-def grade_normalize_in_batch(submission: Any) -> Feedback:
-    """Grade ``fn(z, mates, eps) -> z_norm`` against ``batchnorm_forward`` on the batch."""
-    return run_cases(
-        submission,
-        cases=_cases(),
-        arg_names=ARG_NAMES,
-        output_names=("z_norm",),
-        mistakes=MISTAKES,
-        fix=FIX,
-        hint=HINT,
-        diagnose_shape=_diagnose_shape,
-    )

@@ -17,12 +17,10 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..batchnorm import batchnorm_backward, batchnorm_forward
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 FORWARD_ARGS = ("x", "gamma", "beta", "eps")
 BACKWARD_ARGS = ("dout", "x", "gamma", "eps")
@@ -214,22 +212,17 @@ FORWARD_HINT = (
 )
 
 
-@register(
+grade_bn_forward = register_cases(
     "bn_forward",
     "fn(x, gamma, beta, eps) -> out: batch norm forward pass for x of shape (N, D), "
     "gamma and beta of shape (D,) (chapter 2)",
+    _forward_cases,
+    arg_names=FORWARD_ARGS,
+    output_names=("out",),
+    mistakes=FORWARD_MISTAKES,
+    fix=FORWARD_FIX,
+    hint=FORWARD_HINT,
 )
-def grade_bn_forward(submission: Any) -> Feedback:
-    """Grade ``fn(x, gamma, beta, eps) -> out`` against ``batchnorm_forward``."""
-    return run_cases(
-        submission,
-        cases=_forward_cases(),
-        arg_names=FORWARD_ARGS,
-        output_names=("out",),
-        mistakes=FORWARD_MISTAKES,
-        fix=FORWARD_FIX,
-        hint=FORWARD_HINT,
-    )
 
 
 # ---- backward: classic mistakes, WRONG ON PURPOSE ---------------------------------------
@@ -386,23 +379,16 @@ def _diagnose_backward_shape(name: str, got: tuple, case: Case) -> tuple[str, st
     return None
 
 
-@register(
+# Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
+grade_bn_backward = register_cases(
     "bn_backward",
     "fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta): batch norm backward pass for x of "
     "shape (N, D) (chapter 2)",
+    _backward_cases,
+    arg_names=BACKWARD_ARGS,
+    output_names=BACKWARD_OUTPUTS,
+    mistakes=BACKWARD_MISTAKES,
+    fix=BACKWARD_FIX,
+    hint=BACKWARD_HINT,
+    diagnose_shape=_diagnose_backward_shape,
 )
-def grade_bn_backward(submission: Any) -> Feedback:
-    """Grade ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` against ``batchnorm_backward``.
-
-    Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
-    """
-    return run_cases(
-        submission,
-        cases=_backward_cases(),
-        arg_names=BACKWARD_ARGS,
-        output_names=BACKWARD_OUTPUTS,
-        mistakes=BACKWARD_MISTAKES,
-        fix=BACKWARD_FIX,
-        hint=BACKWARD_HINT,
-        diagnose_shape=_diagnose_backward_shape,
-    )

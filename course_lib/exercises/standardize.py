@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..normalize import Standardizer
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 ARG_NAMES = ("X_train", "X_test")
 OUTPUT_NAMES = ("X_train_std", "X_test_std")
@@ -182,20 +182,15 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
     return None
 
 
-@register(
+grade_standardize = register_cases(
     "standardize",
     "fn(X_train, X_test) -> (X_train_std, X_test_std): standardize both with the training "
     "mean and population std per feature (chapter 1)",
+    _cases,
+    arg_names=ARG_NAMES,
+    output_names=OUTPUT_NAMES,
+    mistakes=MISTAKES,
+    fix=FIX,
+    hint=HINT,
+    diagnose_shape=_diagnose_shape,
 )
-def grade_standardize(submission: Any) -> Feedback:
-    """Grade ``fn(X_train, X_test) -> (X_train_std, X_test_std)`` for (N, D) float64 inputs."""
-    return run_cases(
-        submission,
-        cases=_cases(),
-        arg_names=ARG_NAMES,
-        output_names=OUTPUT_NAMES,
-        mistakes=MISTAKES,
-        fix=FIX,
-        hint=HINT,
-        diagnose_shape=_diagnose_shape,
-    )
