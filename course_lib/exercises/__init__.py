@@ -2,13 +2,17 @@
 
 Public API (other code depends on these names):
 
-- :class:`Feedback` -- ``passed``, ``message`` (plain text), ``mistake`` (a stable id or None).
-- :func:`grade` -- ``grade(exercise_id, submission) -> Feedback``; pure, never raises because
-  of the submission.
+- :class:`Feedback` -- ``passed``, ``message`` (plain text), ``mistake`` (a stable id or
+  None), ``solution`` (the recipe, shown folded away).
+- :func:`grade` -- ``grade(exercise_id, submission, timeout=None) -> Feedback``; pure, never
+  raises or hangs because of the submission.
+- :func:`check` -- ``check(exercise_id, submission, timeout=None) -> ipywidgets.HTML``, for
+  notebooks; :func:`feedback_html` -- the HTML it shows (pure).
 - :data:`EXERCISES` -- ``{exercise_id: one-line description with the call signature}``.
-- :func:`register` -- decorator that adds a grader; see ``_core`` for how to write one.
-- :func:`check` -- ``check(exercise_id, submission) -> ipywidgets.HTML``, for notebooks.
-- :func:`feedback_html` -- the HTML that ``check`` shows (pure).
+- :data:`LIMITS` -- ``LIMITS.timeout`` (seconds of learner code per grading, default 10) and
+  ``LIMITS.max_output`` (characters of printed output kept for the feedback).
+- For writing graders: :func:`register`, :func:`register_cases`, :class:`Case`,
+  :class:`Mistake`, :class:`Problem`, :func:`run_cases` (below).
 
 Registered exercises:
 
@@ -18,6 +22,8 @@ Registered exercises:
 - ``"build_bn_net"``: ``build(in_features, widths, out_features) -> nn.Sequential`` (chapter 3)
 - ``"percentiles"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
   (chapter 4)
+- ``"normalize_in_batch"``: ``fn(z, mates, eps) -> z_norm`` of one example in its mini-batch
+  (chapter 5)
 - ``"ema_update"``: ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)``
   (chapter 6)
 - ``"fold_bn"``: ``fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
@@ -25,27 +31,53 @@ Registered exercises:
 - ``"group_norm"``: ``fn(x, G, gamma, beta, eps) -> out`` (chapter 8)
 - ``"sync_bn_sums"``: ``fn(x) -> (s, q)``, what each process all-reduces (chapter 8)
 
-To add exercises for a chapter, write ``course_lib/exercises/<idea>.py`` with ``@register``-ed
-graders (most are a list of cases and a list of classic mistakes passed to
-``_core.run_cases``) and import it below.
+Writing a grader (chapters 7, 8, ...): add ``course_lib/exercises/<idea>.py`` and import it
+below. A grader is ``@register(id, "fn(args) -> outputs: what it computes (chapter N)")`` on
+a function ``submission -> Feedback`` that builds:
+
+- its **cases**: ``Case(label, args, expected)``, inputs and the reference outputs computed
+  by ``course_lib``'s own implementation (never a second copy of the formula). Choose them so
+  that every classic mistake differs from the reference on some case, with shapes where
+  ``N != D``, non-default ``eps``/``momentum`` (so a hard-coded one shows), and at least two
+  cases whose inputs share a shape but not their data (so a cache shows);
+- its **mistakes**: ``Mistake(id, explanation, compute)``, each ``compute`` WRONG on
+  purpose, in priority order; the explanation says what the learner did, why it is wrong
+  and how to fix it;
+
+and returns ``run_cases(submission, cases=..., arg_names=..., output_names=...,
+mistakes=..., fix=..., hint=...)``; ``register_cases(id, description, make_cases, **options)``
+registers exactly that grader in one call. ``run_cases`` is the one case loop of every grader: it
+checks the signature, calls the submission on deep copies of each case's inputs in a
+sandbox (time limit, captured output, every exception caught, global state restored),
+reads what it returned (converting ndarray subclasses, refusing lists, tensors and other
+array-likes with a message), checks for state (a case answered with another case's
+answer, case 1 answered differently when asked again), compares values and names the
+mistake. Optional hooks: ``diagnose_shape`` explains a wrong shape; ``read(value, case)``
+turns a returned value that is not arrays (a network) into arrays or a ``Problem``, under
+the same guard; ``success`` words the pass message. Tests for a grader go in
+``tests/test_exercises_<idea>.py`` (right answers written several ways pass, each mistake is
+named) and the grader joins ``tests/test_exercises_fuzz.py``'s tables.
 
 Example::
 
     >>> from course_lib.exercises import grade, check
     >>> grade("bn_forward", my_bn_forward).passed
     True
-    >>> check("bn_forward", my_bn_forward)     # in a notebook: a green or red box
+    >>> check("bn_forward", my_bn_forward, timeout=60)   # a notebook: a green or red box
 """
 
-from ._core import EXERCISES, Feedback, grade, register
+from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, register,
+                    register_cases, run_cases)
 
 # Importing a grader module registers its exercises (order = order in EXERCISES).
 from . import standardize  # noqa: E402,F401  (chapter 1)
 from . import batchnorm  # noqa: E402,F401  (chapter 2)
 from . import network  # noqa: E402,F401  (chapter 3)
 from . import percentiles  # noqa: E402,F401  (chapter 4)
+from . import batch_noise  # noqa: E402,F401  (chapter 5)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
 from . import small_batches  # noqa: E402,F401  (chapter 8)
 from .widget import check, feedback_html  # noqa: E402
 
-__all__ = ["EXERCISES", "Feedback", "check", "feedback_html", "grade", "register"]
+__all__ = ["EXERCISES", "LIMITS", "Case", "Feedback", "Mistake", "Problem", "check",
+           "feedback_html", "grade", "register", "register_cases", "run_cases"]

@@ -107,15 +107,21 @@ def type_name(value: Any) -> str:
     return f"{module.split('.')[0]}.{cls.__qualname__}"
 
 
-def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[str, str] | None:
-    """Check that ``value`` is a finite float ndarray shaped like ``expected``.
+def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[Any, tuple[str, str] | None]:
+    """Check that ``value`` is a finite float array shaped like ``expected``.
 
-    Returns ``None`` if it is, else ``(mistake_id, message)`` with mistake_id one of
-    ``returned_none``, ``wrong_type``, ``wrong_shape``, ``not_finite``.
+    ndarray subclasses (``np.matrix``, masked arrays without masked entries, memmaps...) are
+    converted to plain arrays; anything else that is not an ndarray (lists, torch tensors,
+    other objects with ``__array__``) is refused with a message saying how to convert it.
+
+    Returns:
+        ``(array, None)`` if it is fine, else ``(value, (mistake_id, message))`` with
+        mistake_id one of ``returned_none``, ``wrong_type``, ``wrong_dtype``,
+        ``wrong_shape``, ``not_finite``.
     """
     want = f"a numpy float array of shape {expected.shape}"
     if value is None:
-        return (
+        return value, (
             "returned_none",
             f"{name} is None, expected {want}. Did you forget a `return` statement "
             f"(or return before computing {name})?",
@@ -131,28 +137,45 @@ def check_array(name: str, value: Any, expected: np.ndarray) -> tuple[str, str] 
                 "a single number means the result was reduced over every axis; "
                 "pass axis=0 to reduce over the batch only"
             )
+        elif hasattr(value, "__array__"):
+            fix = f"convert it with np.asarray({name}) before returning"
         else:
             fix = "return a numpy array"
-        return "wrong_type", f"{name} is a {tname}, expected {want}: {fix}."
+        return value, ("wrong_type", f"{name} is a {tname}, expected {want}: {fix}.")
+    if type(value) is not np.ndarray:
+        if np.ma.isMaskedArray(value) and np.ma.getmaskarray(value).any():
+            return value, (
+                "wrong_type",
+                f"{name} is a masked array with masked entries, expected {want}: every "
+                f"entry needs a value. Compute with plain numpy arrays.",
+            )
+        value = np.array(value, copy=True, subok=False)
     if value.dtype.kind != "f":
-        return (
+        return value, (
             "wrong_type",
             f"{name} has dtype {value.dtype}, expected a float array (float64 inputs give "
             f"float64 outputs). Did an integer division or a cast creep in?",
         )
+    if value.dtype.itemsize < 4:
+        return value, (
+            "wrong_dtype",
+            f"{name} has dtype {value.dtype}, which keeps only about 3 significant digits: "
+            f"too few to check the result (or to train with). Keep the inputs' float64; "
+            f"drop the .astype({value.dtype}) / .half() / torch.float16.",
+        )
     if value.shape != expected.shape:
-        return "wrong_shape", f"{name} has shape {value.shape}, expected {expected.shape}."
+        return value, ("wrong_shape",
+                       f"{name} has shape {value.shape}, expected {expected.shape}.")
     finite = np.isfinite(value)
     if not finite.all():
         n_nan = int(np.isnan(value).sum())
         n_inf = int(value.size - finite.sum()) - n_nan
         first = tuple(int(i) for i in np.argwhere(~finite)[0])
-        return (
+        return value, (
             "not_finite",
             f"{name} contains {n_nan} NaN and {n_inf} infinite value(s) (first at "
             f"{_fmt_index(first)}). NaN and inf usually come from dividing by zero or taking "
             f"the square root of a negative number: is eps added inside the square root, and "
             f"is the variance a mean of squares?",
         )
-    return None
-
+    return value, None

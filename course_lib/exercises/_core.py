@@ -1,4 +1,4 @@
-"""The grading framework: feedback, the exercise registry, and a safe case runner.
+"""The grading framework: feedback, the exercise registry, and the one case loop.
 
 A grader is a pure function ``submission -> Feedback`` registered under an exercise id::
 
@@ -9,44 +9,34 @@ A grader is a pure function ``submission -> Feedback`` registered under an exerc
 
 Most graders only build their cases (inputs plus the reference output from ``course_lib``)
 and their list of classic mistakes, and let :func:`run_cases` do the rest: call the learner's
-function on fresh copies of the inputs, report anything broken (exceptions, ``None``, wrong
-type/shape, NaN), compare values, and name the mistake whose output the submission
-reproduces. Nothing the learner's code does can make a grader raise.
+function on fresh copies of the inputs (through :mod:`._sandbox`: time limit, captured
+output, every exception caught), read what it returned (exceptions, ``None``, wrong
+type/shape/dtype, NaN; array-likes converted or refused), check that it keeps no state
+(cases sharing a shape, one case run twice), compare values, and name the mistake whose output
+the submission reproduces. Nothing the learner's code does can make a grader raise or hang.
 
-A new chapter adds a module ``course_lib/exercises/<idea>.py`` with its ``@register``-ed
-graders and imports it in ``course_lib/exercises/__init__.py``.
+A grader whose submission returns something other than arrays (a network, say) passes a
+``read(value, case)`` hook that turns the returned value into arrays or a :class:`Problem`;
+it runs under the same guard as the submission.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
-import os
-import traceback
-import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from ._compare import (
-    check_array,
-    cmp_line,
-    fmt_diff,
-    is_close,
-    max_abs_diff,
-    tolerances,
-    type_name,
-)
+from . import _sandbox
+from ._compare import check_array, cmp_line, fmt_diff, is_close, max_abs_diff, tolerances, type_name
 
-__all__ = [
-    "Feedback",
-    "EXERCISES",
-    "register",
-    "grade",
-    "Case",
-    "Mistake",
-    "run_cases",
-]
+__all__ = ["Feedback", "EXERCISES", "register", "register_cases", "grade", "Case", "Mistake",
+           "Problem", "run_cases", "LIMITS"]
+
+LIMITS = _sandbox.LIMITS
 
 
 @dataclass(frozen=True)
@@ -57,13 +47,15 @@ class Feedback:
         passed: True if the submission is correct on every case.
         message: plain text, possibly several lines: what was expected, what arrived, the
             maximum absolute difference and on which case; for a recognized mistake, what
-            the learner did, why it is wrong and how to fix it.
+            the learner did, why it is wrong and how to fix it; at the end, the beginning of
+            anything the learner's code printed.
         mistake: a stable id when the grader recognized the problem, else None (always None
             when ``passed``). Misconceptions are exercise-specific ids such as
-            ``"unbiased_variance"``, ``"missing_eps"``, ``"test_refit"``; broken submissions
-            get generic ids: ``"not_implemented"``, ``"exception"``, ``"wrong_signature"``,
-            ``"returned_none"``, ``"wrong_type"``, ``"wrong_length"``, ``"wrong_shape"``,
-            ``"not_finite"``, ``"mutates_input"``, ``"wrong_values"``; ``"grader_error"``
+            ``"unbiased_variance"``, ``"missing_eps"``, ``"hard_coded_eps"``; broken
+            submissions get generic ids: ``"not_implemented"``, ``"exception"``,
+            ``"timeout"``, ``"wrong_signature"``, ``"returned_none"``, ``"wrong_type"``,
+            ``"wrong_dtype"``, ``"wrong_length"``, ``"wrong_shape"``, ``"not_finite"``,
+            ``"mutates_input"``, ``"stateful"``, ``"wrong_values"``; ``"grader_error"``
             means the grader itself failed (a course bug, not the learner's).
         solution: the correct recipe when the submission runs and returns something of the
             right kind but it is wrong (wrong values, or a network with wrong layers); else "".
@@ -75,6 +67,15 @@ class Feedback:
     passed: bool
     message: str
     mistake: str | None = None
+    solution: str = ""
+
+
+class Problem(NamedTuple):
+    """Something wrong with a submission, found by a hook: ``(mistake id, message)`` and,
+    when the learner may want it, the correct recipe."""
+
+    mistake: str
+    message: str
     solution: str = ""
 
 
@@ -116,21 +117,40 @@ def register(exercise_id: str, description: str) -> Callable[[Callable], Callabl
     return decorator
 
 
-def grade(exercise_id: str, submission: Any) -> Feedback:
+def register_cases(
+    exercise_id: str, description: str, cases: Callable[[], Sequence[Case]], **options: Any
+) -> Callable[[Any], Feedback]:
+    """Register the usual grader, :func:`run_cases` on ``cases()`` with ``options`` (its
+    keyword arguments: ``arg_names``, ``output_names``, ``mistakes``...), and return it."""
+
+    def grader(submission: Any) -> Feedback:
+        return run_cases(submission, cases=cases(), **options)
+
+    grader.__module__, grader.__qualname__ = cases.__module__, f"grade_{exercise_id}"
+    grader.__doc__ = f"Grade ``{description.split(':')[0]}``."
+    return register(exercise_id, description)(grader)
+
+
+def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) -> Feedback:
     """Grade ``submission`` (the learner's function) for exercise ``exercise_id``.
 
-    Pure: no printing, no state. Never raises because of the submission; an unexpected
-    failure of the grader itself comes back as ``Feedback(mistake="grader_error")``.
+    Pure: no printing, no state kept. Never raises or hangs because of the submission: the
+    learner's code gets ``timeout`` seconds in all (default ``LIMITS.timeout``, 10 s), its
+    printed output is captured and its beginning shown in the message, and every exception
+    it raises becomes feedback. An unexpected failure of the grader itself comes back as
+    ``Feedback(mistake="grader_error")``.
 
     Args:
         exercise_id: one of ``EXERCISES``.
         submission: the learner's function, e.g. ``grade("bn_forward", my_bn_forward)``.
+        timeout: seconds for the learner's code, e.g. ``timeout=60`` for a slow machine.
 
     Returns:
         A :class:`Feedback`.
 
     Raises:
-        ValueError: if ``exercise_id`` is not registered (the message lists valid ids).
+        ValueError: if ``exercise_id`` is not registered (the message lists valid ids) or
+            ``timeout`` is not a positive number.
 
     Example::
 
@@ -142,21 +162,27 @@ def grade(exercise_id: str, submission: Any) -> Feedback:
     if grader is None:
         valid = ", ".join(repr(k) for k in _GRADERS) or "(none registered)"
         raise ValueError(f"unknown exercise id {exercise_id!r}; valid ids are: {valid}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return grader(submission)
-    except Exception as exc:  # a bug in the grader must not look like the learner's fault
-        return Feedback(
-            passed=False,
-            message=(
-                f"The grader for {exercise_id!r} failed with an internal error: "
-                f"{type(exc).__name__}: {exc}\n"
-                f"This is a bug in the course, not necessarily in your code. Please report "
-                f"it together with your solution."
-            ),
-            mistake="grader_error",
-        )
+    seconds = LIMITS.timeout if timeout is None else timeout
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (
+        math.isfinite(seconds) and seconds > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds (got {seconds!r})")
+    with _sandbox.session(float(seconds)) as s:
+        try:
+            feedback = grader(submission)
+        except Exception as exc:  # a bug in the grader must not look like the learner's fault
+            feedback = Feedback(
+                passed=False,
+                message=(
+                    f"The grader for {exercise_id!r} failed with an internal error: "
+                    f"{type(exc).__name__}: {_sandbox.safe_str(exc)}\n"
+                    f"This is a bug in the course, not necessarily in your code. Please "
+                    f"report it together with your solution."
+                ),
+                mistake="grader_error",
+            )
+    printed = s.output.report()
+    return replace(feedback, message=f"{feedback.message}\n\n{printed}") if printed else feedback
 
 
 @dataclass(frozen=True)
@@ -166,8 +192,8 @@ class Case:
     Attributes:
         label: what the learner sees, e.g. ``"x (8, 5), eps=1e-05"``.
         args: positional arguments for the submission (never handed over directly: the
-            runner passes copies).
-        expected: the reference outputs, one float64 array per output name.
+            runner passes deep copies).
+        expected: the reference outputs, one float array per output name.
     """
 
     label: str
@@ -191,78 +217,66 @@ class Mistake:
     compute: Callable[..., tuple[np.ndarray, ...]]
 
 
-@dataclass
-class _Call:
-    value: Any = None
-    problem: tuple[str, str] | None = None
-    mutated: tuple[str, ...] = ()
-
-
-def _copy(arg: Any) -> Any:
-    return arg.copy() if isinstance(arg, np.ndarray) else arg
-
-
-def _learner_frame(exc: BaseException) -> str:
-    """'in f, line 3: mu = x.mean(axis=1)' for the innermost frame outside numpy/torch."""
-    frames = traceback.extract_tb(exc.__traceback__)[1:]  # [0] is _call_submission
-    here = os.path.dirname(os.path.abspath(__file__))
-    for fr in reversed(frames):
-        path = os.path.abspath(fr.filename)
-        if "site-packages" in path or path.startswith(here) or "/numpy/" in path:
-            continue
-        code = f": {fr.line.strip()}" if fr.line else ""
-        return f"\n  in {fr.name}, line {fr.lineno}{code}"
-    return ""
-
-
-def _call_submission(fn: Callable, args: tuple[Any, ...], arg_names: Sequence[str]) -> _Call:
-    copies = tuple(_copy(a) for a in args)
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            value = fn(*copies)
-    except NotImplementedError:
-        return _Call(
-            problem=(
-                "not_implemented",
-                "Your function still raises NotImplementedError: fill in the body (replace "
-                "the `raise NotImplementedError` line with your code), run the cell, and "
-                "check again.",
-            )
-        )
-    except (Exception, SystemExit) as exc:
-        text = f"Your function raised {type(exc).__name__}: {exc}{_learner_frame(exc)}"
-        if "broadcast" in str(exc):
-            text += (
-                "\nA shape mismatch like this usually means a statistic was reduced over the "
-                "wrong axis or lost the axis it needs: per-feature statistics of an (N, D) "
-                "array are x.mean(axis=0), of shape (D,), and broadcast against x."
-            )
-        return _Call(problem=("exception", text))
-    mutated = tuple(
-        name
-        for name, orig, seen in zip(arg_names, args, copies)
-        if isinstance(orig, np.ndarray) and not np.array_equal(orig, seen, equal_nan=True)
+def _timeout_problem(exc: BaseException) -> Problem:
+    limit, where = _sandbox.time_limit(), _sandbox.learner_frame(exc)
+    return Problem(
+        "timeout",
+        f"Your code was stopped: it ran longer than the grader's limit of {limit:g} s."
+        + (f" It was running{where}" if where else "")
+        + "\nIs there a loop that never ends (a `while` whose condition never becomes false, "
+        "a loop that never reaches its `break`)? If your code is only slow, use numpy "
+        "operations on whole arrays instead of Python loops over entries, or allow more "
+        "time: check(exercise_id, fn, timeout=60).",
     )
-    return _Call(value=value, mutated=mutated)
 
 
-def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> tuple[str, str] | None:
+def _error_problem(exc: BaseException, what: str) -> Problem:
+    if isinstance(exc, NotImplementedError) and what == "Your function":
+        return Problem(
+            "not_implemented",
+            "Your function still raises NotImplementedError: fill in the body (replace the "
+            "`raise NotImplementedError` line with your code), run the cell, and check again.",
+        )
+    safe = _sandbox.safe_str(exc)
+    text = f"{what} raised {type(exc).__name__}: {safe}{_sandbox.learner_frame(exc)}"
+    if isinstance(exc, (SystemExit, GeneratorExit)):
+        text += (f"\n{type(exc).__name__} ends a program or a generator; a function that "
+                 f"fails should raise an Exception (or, better, return its result).")
+    if "broadcast" in safe:
+        text += (
+            "\nA shape mismatch like this usually means a statistic was reduced over the "
+            "wrong axis or lost the axis it needs: per-feature statistics of an (N, D) "
+            "array are x.mean(axis=0), of shape (D,), and broadcast against x."
+        )
+    return Problem("exception", text)
+
+
+def _guarded(thunk: Callable[[], Any], what: str) -> tuple[Any, Problem | None]:
+    """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``."""
+    out = _sandbox.run(thunk)
+    if out.timed_out is not None:
+        return None, _timeout_problem(out.timed_out)
+    if out.error is not None:
+        return None, _error_problem(out.error, what)
+    return out.value, None
+
+
+def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | None:
     if not callable(fn):
-        return (
+        return Problem(
             "wrong_type",
             f"Expected your function itself, e.g. grade(exercise_id, my_function), but got "
             f"{type_name(fn)}. Pass the function without calling it (no parentheses).",
         )
     try:
         sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins and some C callables: just try calling
+    except Exception:  # noqa: BLE001 - no signature to read (some C callables): just call it
         return None
     try:
         sig.bind(*args)
     except TypeError as exc:
-        name = getattr(fn, "__name__", "your function")
-        return (
+        name = _sandbox.safe_str(getattr(fn, "__name__", "your function"), 60)
+        return Problem(
             "wrong_signature",
             f"The grader calls your function as {call} ({len(args)} positional arguments), "
             f"but it is defined as {name}{sig} ({exc}). Give it exactly the parameters of "
@@ -271,44 +285,77 @@ def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> tuple[str, st
     return None
 
 
-def _as_outputs(
-    value: Any, expected: tuple[np.ndarray, ...], output_names: Sequence[str]
-) -> tuple[tuple[Any, ...] | None, tuple[str, str] | None]:
-    """Split the returned value into one item per output, or report a structural problem."""
-    if len(output_names) == 1:
-        name = output_names[0]
-        if isinstance(value, tuple) and value and isinstance(value[0], np.ndarray):
-            return None, (
-                "wrong_type",
-                f"Your function returned a tuple of {len(value)} items; expected only the "
-                f"array {name}. (The CS231n-style forward(x) -> (out, cache) is what the "
-                f"library does; here return just {name}.)",
+def _read_outputs(
+    output_names: Sequence[str], diagnose_shape: Callable | None
+) -> Callable[[Any, Case], tuple[np.ndarray, ...] | Problem]:
+    """The default ``read`` hook: split the value into one float array per output."""
+
+    def read(value: Any, case: Case) -> tuple[np.ndarray, ...] | Problem:
+        want = "(" + ", ".join(output_names) + ")"
+        if len(output_names) == 1:
+            if type(value) is tuple and value and isinstance(value[0], np.ndarray):
+                return Problem(
+                    "wrong_type",
+                    f"Your function returned a tuple of {len(value)} items; expected only "
+                    f"the array {output_names[0]}. (The CS231n-style forward(x) -> (out, "
+                    f"cache) is what the library does; here return just {output_names[0]}.)",
+                )
+            items: tuple = (value,)
+        elif value is None:
+            return Problem(
+                "returned_none",
+                f"Your function returned None, expected a tuple {want}. Did you forget the "
+                f"`return` statement?",
             )
-        return (value,), None
-    want = "(" + ", ".join(output_names) + ")"
-    if value is None:
-        return None, (
-            "returned_none",
-            f"Your function returned None, expected a tuple {want}. Did you forget the "
-            f"`return` statement?",
-        )
-    if not isinstance(value, (tuple, list)):
-        return None, (
-            "wrong_type",
-            f"Your function returned a {type_name(value)}, expected a tuple {want} of "
-            f"{len(output_names)} arrays: return {', '.join(output_names)}.",
-        )
-    if len(value) != len(output_names):
-        return None, (
-            "wrong_length",
-            f"Your function returned {len(value)} values, expected {len(output_names)}: "
-            f"{want}.",
-        )
-    return tuple(value), None
+        elif not isinstance(value, (tuple, list)):
+            return Problem(
+                "wrong_type",
+                f"Your function returned a {type_name(value)}, expected a tuple {want} of "
+                f"{len(output_names)} arrays: return {', '.join(output_names)}.",
+            )
+        else:
+            items = tuple(list.__iter__(value) if isinstance(value, list)
+                          else tuple.__iter__(value))
+            if len(items) != len(output_names):
+                return Problem(
+                    "wrong_length",
+                    f"Your function returned {len(items)} values, expected "
+                    f"{len(output_names)}: {want}.",
+                )
+        arrays = []
+        for name, got, exp in zip(output_names, items, case.expected):
+            matrix = isinstance(got, np.matrix)
+            got, problem = check_array(name, got, exp)
+            if problem is not None and problem[0] == "wrong_shape" and diagnose_shape:
+                problem = diagnose_shape(name, got.shape, case) or problem
+            if problem is not None and matrix:
+                problem = (problem[0], f"{problem[1]} (np.matrix is always 2-D: return plain "
+                           f"numpy arrays.)")
+            if problem is not None:
+                return Problem(*problem)
+            arrays.append(got)
+        return tuple(arrays)
+
+    return read
 
 
-def _closes(got: tuple[np.ndarray, ...], ref: tuple[np.ndarray, ...]) -> list[bool]:
-    return [is_close(g, r) for g, r in zip(got, ref)]
+def _unchanged(original: np.ndarray, passed: np.ndarray) -> bool:
+    try:
+        return bool(np.array_equal(original, passed, equal_nan=True))
+    except Exception:  # noqa: BLE001 - the learner changed the copy's dtype or shape
+        return False
+
+
+def _same_object(a: Any, b: Any) -> bool:
+    """Whether a call returned (in part) the very object an earlier call returned (learner
+    values: only ``type()`` and ``is``, nothing their classes can override)."""
+    items = {tuple: tuple.__iter__, list: list.__iter__}
+    ta, tb = type(a), type(b)
+    if issubclass(ta, (tuple, list)) and issubclass(tb, (tuple, list)):
+        it_a = items[tuple if issubclass(ta, tuple) else list](a)
+        it_b = items[tuple if issubclass(tb, tuple) else list](b)
+        return any(_same_object(x, y) for x, y in zip(it_a, it_b))
+    return a is b and not issubclass(ta, (type(None), bool, int, float, complex, str, bytes))
 
 
 def run_cases(
@@ -321,19 +368,24 @@ def run_cases(
     fix: str = "",
     hint: str = "",
     diagnose_shape: Callable[[str, tuple, Case], tuple[str, str] | None] | None = None,
+    read: Callable[[Any, Case], tuple[np.ndarray, ...] | Problem] | None = None,
+    success: str = "all {n} cases match the reference; largest difference {diff}{where}.",
 ) -> Feedback:
     """Run ``submission`` on every case and turn what happens into :class:`Feedback`.
 
-    Order of checks: the signature; then per case: exceptions, the returned structure,
-    type, dtype, shape, finiteness; then values on all cases; then whether the inputs were
-    modified in place. Wrong values are matched against ``mistakes`` (first the mistake
-    that explains every output on every case, then output by output); a match names the
-    mistake, otherwise the feedback is ``wrong_values`` with ``hint``.
+    Order of checks: the signature; then per case: the call (time limit, exceptions), then
+    reading the returned value (structure, type, dtype, shape, finiteness); then state (a
+    case answered with an earlier case's answer, or case 1 answered differently when asked
+    again); then values on all cases; then whether the inputs were modified in place. Wrong
+    values are matched against ``mistakes`` (first the mistake that explains every output on
+    every case, then output by output); a match names the mistake, otherwise the feedback
+    is ``wrong_values`` with ``hint``.
 
     Args:
         submission: the learner's function.
         cases: inputs and reference outputs; several shapes/seeds so every mistake in
-            ``mistakes`` differs from the reference on at least one case.
+            ``mistakes`` differs from the reference on at least one case, and at least two
+            cases with inputs of the same shape (so a cache keyed by shape shows).
         arg_names: names of the positional arguments, for messages (``("x", "gamma", ...)``).
         output_names: names of the outputs; one name means the function returns one array,
             several mean it returns a tuple.
@@ -342,34 +394,54 @@ def run_cases(
         hint: what to check when the values are wrong and no classic mistake matches.
         diagnose_shape: optional ``(output_name, got_shape, case) -> (mistake_id, message)``
             that explains a wrong shape (e.g. a sum over the wrong axis).
+        read: optional ``(value, case) -> arrays or Problem`` replacing the default reading
+            of the returned value (for submissions that return e.g. a network); it runs under
+            the same time limit and guard as the submission.
+        success: the pass message after "✓ Correct: ", with ``{n}``, ``{diff}`` and
+            ``{where}`` (the largest difference and the case where it occurs).
     """
     call = f"fn({', '.join(arg_names)})"
     n = len(cases)
-    problem = _check_signature(submission, cases[0].args, call)
-    if problem is not None:
-        return Feedback(False, problem[1], problem[0])
+    problem, failed = _guarded(lambda: _check_signature(submission, cases[0].args, call),
+                               "Reading your function's signature")
+    if problem is not None or failed is not None:
+        problem = problem or failed
+        return Feedback(False, problem.message, problem.mistake)
+    reader = read or _read_outputs(output_names, diagnose_shape)
 
-    results: list[tuple[np.ndarray, ...]] = []
-    mutated: set[str] = set()
-    for k, case in enumerate(cases):
-        where = f"\n(case {k + 1} of {n}: {case.label})"
-        res = _call_submission(submission, case.args, arg_names)
-        if res.problem is not None:
-            return Feedback(False, res.problem[1] + where, res.problem[0])
-        mutated.update(res.mutated)
-        outputs, problem = _as_outputs(res.value, case.expected, output_names)
+    def attempt(case: Case) -> tuple[Any, tuple[np.ndarray, ...] | None, Problem | None, tuple]:
+        copies = copy.deepcopy(case.args)
+        value, problem = _guarded(lambda: submission(*copies), "Your function")
         if problem is not None:
-            return Feedback(False, problem[1] + where, problem[0])
-        assert outputs is not None
-        for name, got, exp in zip(output_names, outputs, case.expected):
-            problem = check_array(name, got, exp)
-            if problem is not None and problem[0] == "wrong_shape" and diagnose_shape:
-                problem = diagnose_shape(name, got.shape, case) or problem
-            if problem is not None:
-                return Feedback(False, problem[1] + where, problem[0])
-        results.append(outputs)
+            return None, None, problem, ()
+        mutated = tuple(
+            name for name, orig, seen in zip(arg_names, case.args, copies)
+            if isinstance(orig, np.ndarray) and not _unchanged(orig, seen)
+        )
+        outputs, problem = _guarded(
+            lambda: reader(value, case), f"Using what your function returned (a {type_name(value)})")
+        if problem is None and isinstance(outputs, Problem):
+            problem, outputs = outputs, None
+        if problem is not None and problem.mistake == "exception" and read is None:
+            problem = Problem("wrong_type", f"{problem.message}\nReturn plain numpy arrays (in "
+                              f"a plain tuple).")
+        return value, outputs, problem, mutated
 
-    ok = [_closes(got, case.expected) for got, case in zip(results, cases)]
+    values, results, mutated = [], [], set()
+    for k, case in enumerate(cases):
+        value, outputs, problem, changed = attempt(case)
+        if problem is not None:
+            where = f"\n(case {k + 1} of {n}: {case.label})"
+            return Feedback(False, problem.message + where, problem.mistake, problem.solution)
+        values.append(value)
+        results.append(outputs)
+        mutated.update(changed)
+
+    stateful = _state_problem(attempt, values, results, cases)
+    if stateful is not None:
+        return Feedback(False, stateful, "stateful")
+
+    ok = [[is_close(g, e) for g, e in zip(got, case.expected)] for got, case in zip(results, cases)]
     wrong_outputs = [j for j in range(len(output_names)) if not all(o[j] for o in ok)]
 
     def report(k: int, title: str) -> str:
@@ -382,6 +454,7 @@ def run_cases(
 
     # The case where the answer is furthest off: it illustrates a mistake best.
     worst = max(range(n), key=lambda k: _worst_diff(results[k], cases[k].expected))
+    note = _dtype_note(results, cases)
     if not wrong_outputs:
         if mutated:
             names = " and ".join(sorted(mutated))
@@ -397,12 +470,8 @@ def run_cases(
             max_abs_diff(g, e)[0] for res, c in zip(results, cases) for g, e in zip(res, c.expected)
         )
         where = "" if largest < 1e-12 else f" in case {worst + 1} of {n}: {cases[worst].label}"
-        return Feedback(
-            True,
-            f"✓ Correct: all {n} cases match the reference; largest difference "
-            f"{fmt_diff(largest)}{where}.{_dtype_note(results)}",
-            None,
-        )
+        text = success.format(n=n, diff=fmt_diff(largest), where=where)
+        return Feedback(True, f"✓ Correct: {text}{note}", None)
 
     found = _identify(results, cases, mistakes, wrong_outputs)
 
@@ -424,10 +493,51 @@ def run_cases(
     if mutated:
         parts.append(f"Also: your function modified its input {' and '.join(sorted(mutated))} "
                      f"in place; work on new arrays instead (x = x - mu, not x -= mu).")
-    parts.append(_dtype_note(results).strip())
+    parts.append(note.strip())
     parts.append(report(worst, "Largest difference in"))
     mistake_id = found[0][0].id if found else "wrong_values"
     return Feedback(False, "\n\n".join(p for p in parts if p), mistake_id, solution=fix)
+
+
+def _state_problem(attempt: Callable, values: list, results: list, cases: Sequence[Case]) -> str | None:
+    """Why the submission looks stateful (it caches, or it answers differently when asked
+    the same thing again), or None."""
+    shapes = [tuple(a.shape if isinstance(a, np.ndarray) else type(a) for a in c.args)
+              for c in cases]
+    for k in range(len(cases)):
+        for j in range(k):
+            if shapes[j] != shapes[k] or all(
+                is_close(a, b) for a, b in zip(cases[j].expected, cases[k].expected)
+            ):
+                continue
+            if _same_object(values[k], values[j]) or all(
+                np.array_equal(a, b) and is_close(a, e)
+                for a, b, e in zip(results[k], results[j], cases[j].expected)
+            ):
+                return (
+                    f"For case {k + 1} ({cases[k].label}) your function returned the answer "
+                    f"to case {j + 1} ({cases[j].label}): the same result for different inputs "
+                    f"of the same shape. Does it cache results (a dict keyed by the shape, "
+                    f"functools.lru_cache, a global variable)? Every call must compute its "
+                    f"result from its own arguments."
+                )
+    value, outputs, problem, _ = attempt(cases[0])
+    same = problem is None and not _same_object(value, values[0]) and all(
+        is_close(a, b) and is_close(b, a) for a, b in zip(outputs, results[0])
+    )
+    if same:
+        return None
+    what = (
+        "the very same object as the first time" if problem is None and _same_object(value, values[0])
+        else f"something else ({problem.mistake.replace('_', ' ')})" if problem is not None
+        else "a different result"
+    )
+    return (
+        f"Called a second time with the inputs of case 1 ({cases[0].label}), your function "
+        f"returned {what}. Does it keep state between calls (a global counter or cache, a "
+        f"mutable default argument, a model built once and reused)? Each call must depend "
+        f"only on its arguments and return new objects."
+    )
 
 
 def _identify(
@@ -485,8 +595,9 @@ def _worst_diff(got: tuple[np.ndarray, ...], exp: tuple[np.ndarray, ...]) -> flo
     )
 
 
-def _dtype_note(results: list[tuple[np.ndarray, ...]]) -> str:
-    low = sorted({str(a.dtype) for r in results for a in r if tolerances(a.dtype)[0] > 1e-5})
+def _dtype_note(results: list[tuple[np.ndarray, ...]], cases: Sequence[Case]) -> str:
+    low = sorted({str(a.dtype) for r, c in zip(results, cases) for a, e in zip(r, c.expected)
+                  if tolerances(a.dtype)[0] > tolerances(e.dtype)[0]})
     if not low:
         return ""
     return (

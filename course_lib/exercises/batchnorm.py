@@ -17,12 +17,10 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..batchnorm import batchnorm_backward, batchnorm_forward
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 FORWARD_ARGS = ("x", "gamma", "beta", "eps")
 BACKWARD_ARGS = ("dout", "x", "gamma", "eps")
@@ -32,7 +30,7 @@ BACKWARD_OUTPUTS = ("dx", "dgamma", "dbeta")
 _CASE_SPECS = [
     (0, 8, 5, 1e-5, None),
     (1, 6, 3, 1e-2, 1),
-    (2, 16, 7, 1e-1, None),
+    (2, 8, 5, 1e-1, None),  # the shape of case 1, other data and eps: a cache shows
     (3, 5, 10, 1e-2, 4),
 ]
 
@@ -88,11 +86,19 @@ def _normalize(x, eps, *, axis=0, ddof=0, eps_mode="inside", power=0.5):
     return (x - mu) / denom
 
 
-def _fwd(**kw):
+def _fwd(fixed_eps=None, **kw):
     def wrong(x, gamma, beta, eps):
+        eps = eps if fixed_eps is None else fixed_eps
         return (gamma * _normalize(x, eps, **kw) + beta,)
 
     return wrong
+
+
+_HARD_CODED_EPS = (
+    "Looks like you used a fixed eps (1e-5, PyTorch's default, or 1e-3, Keras's) instead of "
+    "the eps argument. The cases pass eps = 1e-5, 1e-2 and 1e-1: use the argument, "
+    "np.sqrt(var + eps), never a number written into the function."
+)
 
 
 def _wrong_only_x_hat(x, gamma, beta, eps):
@@ -134,6 +140,8 @@ FORWARD_MISTAKES = (
         "eps=1e-2 shows the difference. Use the eps argument: np.sqrt(var + eps).",
         _fwd(eps_mode="none"),
     ),
+    Mistake("hard_coded_eps", _HARD_CODED_EPS, _fwd(fixed_eps=1e-5)),
+    Mistake("hard_coded_eps", _HARD_CODED_EPS, _fwd(fixed_eps=1e-3)),
     Mistake(
         "eps_outside_sqrt",
         "Looks like you added eps outside the square root: np.sqrt(var) + eps. The "
@@ -204,22 +212,17 @@ FORWARD_HINT = (
 )
 
 
-@register(
+grade_bn_forward = register_cases(
     "bn_forward",
     "fn(x, gamma, beta, eps) -> out: batch norm forward pass for x of shape (N, D), "
     "gamma and beta of shape (D,) (chapter 2)",
+    _forward_cases,
+    arg_names=FORWARD_ARGS,
+    output_names=("out",),
+    mistakes=FORWARD_MISTAKES,
+    fix=FORWARD_FIX,
+    hint=FORWARD_HINT,
 )
-def grade_bn_forward(submission: Any) -> Feedback:
-    """Grade ``fn(x, gamma, beta, eps) -> out`` against ``batchnorm_forward``."""
-    return run_cases(
-        submission,
-        cases=_forward_cases(),
-        arg_names=FORWARD_ARGS,
-        output_names=("out",),
-        mistakes=FORWARD_MISTAKES,
-        fix=FORWARD_FIX,
-        hint=FORWARD_HINT,
-    )
 
 
 # ---- backward: classic mistakes, WRONG ON PURPOSE ---------------------------------------
@@ -242,8 +245,10 @@ def _compact_dx(g, x_hat, inv_std, *, axis=0, n_minus_1=False):
     )
 
 
-def _bwd(*, dx="right", dgamma="right", dbeta="right", ddof=0, use_eps=True, n_minus_1=False):
+def _bwd(*, dx="right", dgamma="right", dbeta="right", ddof=0, use_eps=True, n_minus_1=False,
+         fixed_eps=None):
     def wrong(dout, x, gamma, eps):
+        eps = eps if fixed_eps is None else fixed_eps
         x_hat, inv_std = _stats(x, eps, ddof=ddof, use_eps=use_eps)
         g = dout * gamma
         d_x = {
@@ -319,6 +324,8 @@ BACKWARD_MISTAKES = (
         "np.sqrt(var + eps), so x_hat and the gradient must use the same eps.",
         _bwd(use_eps=False),
     ),
+    Mistake("hard_coded_eps", _HARD_CODED_EPS, _bwd(fixed_eps=1e-5)),
+    Mistake("hard_coded_eps", _HARD_CODED_EPS, _bwd(fixed_eps=1e-3)),
     Mistake(
         "wrong_axis",
         "Looks like the mean terms in dx are taken per example (axis=1) instead of over "
@@ -372,23 +379,16 @@ def _diagnose_backward_shape(name: str, got: tuple, case: Case) -> tuple[str, st
     return None
 
 
-@register(
+# Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
+grade_bn_backward = register_cases(
     "bn_backward",
     "fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta): batch norm backward pass for x of "
     "shape (N, D) (chapter 2)",
+    _backward_cases,
+    arg_names=BACKWARD_ARGS,
+    output_names=BACKWARD_OUTPUTS,
+    mistakes=BACKWARD_MISTAKES,
+    fix=BACKWARD_FIX,
+    hint=BACKWARD_HINT,
+    diagnose_shape=_diagnose_backward_shape,
 )
-def grade_bn_backward(submission: Any) -> Feedback:
-    """Grade ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` against ``batchnorm_backward``.
-
-    Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
-    """
-    return run_cases(
-        submission,
-        cases=_backward_cases(),
-        arg_names=BACKWARD_ARGS,
-        output_names=BACKWARD_OUTPUTS,
-        mistakes=BACKWARD_MISTAKES,
-        fix=BACKWARD_FIX,
-        hint=BACKWARD_HINT,
-        diagnose_shape=_diagnose_backward_shape,
-    )

@@ -1,43 +1,33 @@
 r"""Chapter 3 exercise: build the lecture's network with batch norm in it.
 
-- ``build_bn_net``: ``fn(in_features, widths, out_features) -> nn.Sequential``. Per hidden
-  layer ``l`` (widths ``widths[l-1]``), in the lecture's order:
+- ``build_bn_net``: ``fn(in_features, widths, out_features) -> nn.Sequential``: per hidden
+  width ``Linear(fan_in, width, bias=False) -> BatchNorm1d(width) -> Sigmoid`` (the
+  lecture's :math:`z^{[l]} = W^{[l]} a^{[l-1]} \to \tilde z^{[l]} \to a^{[l]}`), then a
+  plain ``Linear(widths[-1], out_features)`` producing the logits.
 
-  .. math:: z^{[l]} = W^{[l]} a^{[l-1]} \;\to\; \tilde z^{[l]} = \mathrm{BN}_{\gamma^{[l]},
-            \beta^{[l]}}(z^{[l]}) \;\to\; a^{[l]} = \sigma(\tilde z^{[l]})
-
-  i.e. ``Linear(fan_in, width, bias=False) -> BatchNorm1d(width) -> Sigmoid``, then a plain
-  ``Linear(widths[-1], out_features)`` (with bias) producing the logits.
-
-The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"`` (one implementation
-of the network), whose tests check it layer by layer.
-
-How the grader works (it never runs the learner's code outside a guard):
-
-1. Call the submission on a few ``(in_features, widths, out_features)`` with distinct widths,
-   so a batch norm sized by the wrong layer, or hard-coded widths, cannot hide.
-2. Read the returned ``nn.Sequential`` as a list of layers (nested ``Sequential`` blocks are
-   flattened, so one block per hidden layer is fine) and compare it, layer by layer, with
-   the lecture's order. Each classic mistake has an id: ``bn_after_activation``,
-   ``missing_bn``, ``bias_before_bn``, ``wrong_bn_size``, ``bn_on_output``,
-   ``wrong_activation``, and a few more (see :data:`MISTAKE_IDS`).
-3. If the layers are right, copy the reference's weights (with random ``gamma``, ``beta``
-   and output bias) into the submission and compare the outputs on a fixed mini-batch in
-   training mode, which also checks ``eps`` and that ``gamma`` and ``beta`` are learned.
-
-``torch.nn.BatchNorm1d`` is accepted in place of ``course_lib.nn.BatchNorm1d`` (chapter 2
-shows that they compute the same thing), with a note.
+The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"``. The
+grader is :func:`._core.run_cases` with a ``read`` hook (same guard as every grader): each case
+calls the builder with other widths (so sizes cannot be hard-coded); the hook reads the
+returned ``nn.Sequential`` layer by layer (nested blocks flattened) and names each classic
+mistake (:data:`MISTAKE_IDS`, plus invalid batch norm arguments and a float16 network); if the
+layers are right it copies the reference's weights (random ``gamma``, ``beta``, output bias)
+into a deep copy (the learner's model is never changed) and returns its logits on a fixed
+mini-batch in training mode, compared with the reference's (this checks ``eps`` and that
+``gamma`` and ``beta`` are used). ``torch.nn.BatchNorm1d`` is accepted, with a note.
 """
 
 from __future__ import annotations
 
+import copy
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._compare import cmp_line, fmt_diff, is_close, type_name
-from ._core import Feedback, _call_submission, _check_signature, register
+from ._compare import type_name
+from ._sandbox import safe_str
+from ._core import Case, Feedback, Problem, register, run_cases
 
 __all__ = ["MISTAKE_IDS", "grade_build_bn_net"]
 
@@ -103,6 +93,11 @@ def _flatten(seq: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _is_bn(module: Any) -> bool:
+    """Whether ``module`` is a batch norm layer (torch's or the course's).
+
+    The one place the graders ask this; to be replaced by the core's own helper
+    (``course_lib.nn.is_batchnorm``) once it exists.
+    """
     from torch import nn
 
     from ..nn import _BatchNorm
@@ -123,7 +118,7 @@ def _is_sigmoid(module: Any) -> bool:
             and out.shape == z.shape
             and torch.allclose(out.double(), torch.sigmoid(z.double()), atol=1e-6)
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - then it is some other activation
         return False
 
 
@@ -343,31 +338,18 @@ def _sorted(problems: list[tuple[str, str, str, str]]) -> list[tuple[str, str]]:
     the same mistake in several layers said once: "Hidden layers 1, 2 and 3: ..."."""
     groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for mistake, where, detail, text in problems:
-        groups.setdefault((mistake, text), [])
-        if where:
-            groups[mistake, text].append((where, detail))
+        groups.setdefault((mistake, text), []).extend([(where, detail)] if where else [])
     out = []
     for (mistake, text), places in groups.items():
-        if not places:
-            out.append((mistake, text))
-        elif any(detail for _, detail in places):
-            details = "; ".join(f"{w}: {d}" for w, d in places)
-            out.append((mistake, f"{details}. {text}"))
-        else:
-            out.append((mistake, f"{_join_places([w for w, _ in places])}: {text}"))
-    # Stable: within one id, the layers stay in order.
-    return sorted(out, key=lambda p: MISTAKE_IDS.index(p[0]))
-
-
-def _join_places(wheres: list[str]) -> str:
-    hidden = [w.removeprefix("Hidden layer ") for w in wheres if w.startswith("Hidden layer ")]
-    others = [w for w in wheres if not w.startswith("Hidden layer ")]
-    parts = []
-    if hidden:
-        numbers = hidden[0] if len(hidden) == 1 else ", ".join(hidden[:-1]) + " and " + hidden[-1]
-        parts.append(("Hidden layer " if len(hidden) == 1 else "Hidden layers ") + numbers)
-    parts += others
-    return "; ".join(parts)
+        if any(detail for _, detail in places):
+            text = "; ".join(f"{w}: {d}" for w, d in places) + f". {text}"
+        elif places:
+            hidden = [w.split()[-1] for w, _ in places if w.startswith("Hidden")]
+            numbers = ", ".join(hidden[:-1]) + " and " * (len(hidden) > 1) + "".join(hidden[-1:])
+            wheres = [f"Hidden layer{'s' * (len(hidden) > 1)} {numbers}"] * bool(hidden)
+            text = "; ".join(wheres + [w for w, _ in places if not w.startswith("Hidden")]) + f": {text}"
+        out.append((mistake, text))
+    return sorted(out, key=lambda p: MISTAKE_IDS.index(p[0]))  # stable: layers stay in order
 
 
 def _n_params(call: tuple[int, tuple[int, ...], int], bias: bool) -> int:
@@ -382,45 +364,60 @@ def _n_params(call: tuple[int, tuple[int, ...], int], bias: bool) -> int:
 # ------------------------------------------------------------------ the returned value
 
 
-def _check_returned(value: Any, call_text: str) -> tuple[str, str] | None:
+def _check_returned(value: Any, call_text: str) -> Problem | None:
     from torch import nn
 
+    if isinstance(value, nn.Sequential):
+        return None
     if value is None:
-        return (
-            "returned_none",
-            f"{call_text} returned None. Did you forget `return nn.Sequential(*layers)` at "
-            f"the end?",
+        what, fix = "None", "Did you forget `return nn.Sequential(*layers)` at the end?"
+    elif isinstance(value, type):
+        what = f"the class {value.__module__}.{value.__qualname__}, not a network"
+        fix = "Create one: nn.Sequential(layer1, layer2, ...)."
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, nn.Module) for v in value):
+        what = f"a {type(value).__name__} of {len(value)} layers"
+        fix = "Wrap them in a network: return nn.Sequential(*layers)."
+    elif isinstance(value, nn.Module):
+        what = f"a {type_name(value)}, expected an nn.Sequential"
+        fix = "So the order of the layers is the order they run in: nn.Sequential(*layers)."
+    elif callable(value):
+        what = f"a function ({getattr(value, '__name__', type(value).__name__)}), not a network"
+        fix = "Build the layers inside your function and return nn.Sequential(*layers)."
+    else:
+        what, fix = f"a {type_name(value)}, expected an nn.Sequential of layers", ""
+    mistake = "returned_none" if value is None else "wrong_type"
+    return Problem(mistake, f"{call_text} returned {what}. {fix}".rstrip())
+
+
+def _settings_problem(layers: list[_Layer], call_text: str) -> Problem | None:
+    """Batch norm arguments that are not valid numbers, and a float16 network."""
+    for layer in layers:
+        if layer.kind != "bn":
+            continue
+        eps, momentum = getattr(layer.module, "eps", None), getattr(layer.module, "momentum", 0.1)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            bad = f"eps={eps!r}"
+        elif momentum is not None and (isinstance(momentum, bool) or not isinstance(
+                momentum, numbers.Real) or not 0 <= momentum <= 1):
+            bad = f"momentum={momentum!r}"
+        else:
+            continue
+        return Problem(
+            "invalid_argument",
+            f"Layer {layer.name} of {call_text} is {_describe(layer)} with {bad}. eps must be "
+            f"a small positive number and momentum a number in [0, 1] (or None); the "
+            f"defaults (eps=1e-5, momentum=0.1) are what this network needs: "
+            f"BatchNorm1d(width).",
         )
-    if isinstance(value, type):
-        return (
-            "wrong_type",
-            f"{call_text} returned the class {value.__module__}.{value.__qualname__}, not a "
-            f"network. Create one: nn.Sequential(layer1, layer2, ...).",
-        )
-    if isinstance(value, (list, tuple)) and all(isinstance(v, nn.Module) for v in value):
-        return (
-            "wrong_type",
-            f"{call_text} returned a {type(value).__name__} of {len(value)} layers. Wrap "
-            f"them in a network: return nn.Sequential(*layers).",
-        )
-    if isinstance(value, nn.Module) and not isinstance(value, nn.Sequential):
-        return (
-            "wrong_type",
-            f"{call_text} returned a {type_name(value)}, expected an nn.Sequential, so the "
-            f"order of the layers is the order they run in: nn.Sequential(*layers).",
-        )
-    if not isinstance(value, nn.Module) and callable(value):
-        name = getattr(value, "__name__", type(value).__name__)
-        return (
-            "wrong_type",
-            f"{call_text} returned a function ({name}), not a network. Build the layers "
-            f"inside your function and return the model itself: nn.Sequential(*layers).",
-        )
-    if not isinstance(value, nn.Module):
-        return (
-            "wrong_type",
-            f"{call_text} returned a {type_name(value)}, expected an nn.Sequential of "
-            f"layers.",
+    low = sorted({str(p.dtype) for l in layers for p in l.module.parameters()
+                  if p.is_floating_point() and p.element_size() < 4})
+    if low:
+        return Problem(
+            "wrong_dtype",
+            f"The network from {call_text} has {', '.join(low)} parameters. Half precision "
+            f"keeps about 3 significant digits: too few for batch norm's small differences "
+            f"and for training on a CPU. Keep PyTorch's default float32 (drop the .half() "
+            f"or dtype=torch.float16).",
         )
     return None
 
@@ -428,167 +425,44 @@ def _check_returned(value: Any, call_text: str) -> tuple[str, str] | None:
 # --------------------------------------------------------------- the numerical check
 
 
-def _reference(call: tuple[int, tuple[int, ...], int], seed: int):
-    """The reference network with random gamma, beta and output bias (not just 1, 0, 0)."""
-    import torch
-
-    from ..experiments.models import make_mlp
-
-    in_features, widths, out_features = call
-    ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in ref.modules():
-            if _is_bn(module):
-                module.weight.copy_(0.5 + 1.5 * torch.rand(module.num_features, generator=gen))
-                module.bias.copy_(2.0 * torch.rand(module.num_features, generator=gen) - 1.0)
-        ref.output.bias.copy_(torch.randn(out_features, generator=gen))
-    return ref
-
-
 def _copy_weights(ref: Any, layers: list[_Layer]) -> None:
     import torch
 
     ref_layers = [_classify(n, m) for n, m in _flatten(ref)]
-    ref_linear = [l.module for l in ref_layers if l.kind == "linear"]
-    ref_bn = [l.module for l in ref_layers if l.kind == "bn"]
-    mine_linear = [l.module for l in layers if l.kind == "linear"]
-    mine_bn = [l.module for l in layers if l.kind == "bn"]
     with torch.no_grad():
-        for src, dst in zip(ref_linear, mine_linear):
-            dst.weight.copy_(src.weight)
-            if dst.bias is not None:
-                dst.bias.copy_(src.bias if src.bias is not None else torch.zeros_like(dst.bias))
-        for src, dst in zip(ref_bn, mine_bn):
-            dst.weight.copy_(src.weight)
-            dst.bias.copy_(src.bias)
+        for kind in ("linear", "bn"):
+            mine = [l.module for l in layers if l.kind == kind]
+            for src, dst in zip([l.module for l in ref_layers if l.kind == kind], mine):
+                dst.weight.copy_(src.weight)
+                if dst.bias is not None:
+                    dst.bias.copy_(src.bias if src.bias is not None else torch.zeros_like(dst.bias))
 
 
-def _forward_problem(
-    model: Any, layers: list[_Layer], call: tuple[int, tuple[int, ...], int], seed: int
-) -> tuple[tuple[str, str] | None, float]:
-    """Copy the reference's weights in and compare outputs on a fixed batch (training mode)."""
+def _cases() -> tuple[list[Case], dict[str, Any]]:
+    """The cases (expected: the reference's logits on a fixed batch, float32) and, per case
+    label, the reference network (random gamma, beta and output bias) and the batch."""
     import torch
 
-    ref = _reference(call, seed)
-    _copy_weights(ref, layers)
-    gen = torch.Generator().manual_seed(100 + seed)
-    X = 1.0 + 2.0 * torch.randn(_BATCH, call[0], generator=gen)
-    param = next(model.parameters(), None)
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    ref.train()
-    model.train()
-    with torch.no_grad():
-        expected = ref(X).double().numpy()
-        try:
-            got = model(X.to(dtype))
-        except Exception as exc:
-            return (
-                "exception",
-                f"Your network raised {type(exc).__name__} on a mini-batch of shape "
-                f"{tuple(X.shape)}: {exc}",
-            ), 0.0
-    if not isinstance(got, torch.Tensor) or tuple(got.shape) != expected.shape:
-        shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type_name(got)
-        return (
-            "wrong_shape",
-            f"On a mini-batch of shape {tuple(X.shape)} your network returned {shape}, "
-            f"expected logits of shape {expected.shape}.",
-        ), 0.0
-    got_np = got.detach().double().numpy()
-    # float32 tolerances: the network runs in float32 however the learner wrote it.
-    if is_close(got_np.astype(np.float32), expected):
-        return None, float(np.max(np.abs(got_np - expected)))
-    eps = sorted({float(getattr(l.module, "eps", 1e-5)) for l in layers if l.kind == "bn"})
-    note = ""
-    if eps != [1e-5]:
-        note = (
-            f" Your batch norm layers use eps = {', '.join(f'{e:g}' for e in eps)}; the "
-            f"lecture's (and PyTorch's) default is 1e-5: BatchNorm1d(width)."
-        )
-    return (
-        "wrong_values",
-        f"The layers are in the right order, but with the reference's weights copied in, "
-        f"the output on a fixed mini-batch of {_BATCH} differs:\n"
-        f"{cmp_line('logits', got_np, expected)}\n{note}".rstrip(),
-    ), 0.0
+    from ..experiments.models import make_mlp
+
+    cases, refs = [], {}
+    for seed, (in_features, widths, out_features) in enumerate(CALLS):
+        ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for bn in (m for m in ref.modules() if _is_bn(m)):
+                bn.weight.copy_(0.5 + 1.5 * torch.rand(bn.num_features, generator=gen))
+                bn.bias.copy_(2.0 * torch.rand(bn.num_features, generator=gen) - 1.0)
+            ref.output.bias.copy_(torch.randn(out_features, generator=gen))
+            X = 1.0 + 2.0 * torch.randn(_BATCH, in_features, generator=gen.manual_seed(100 + seed))
+            expected = ref(X).numpy()
+        label = _call_text((in_features, widths, out_features))
+        cases.append(Case(label, (in_features, list(widths), out_features), (expected,)))
+        refs[label] = (ref, X)
+    return cases, refs
 
 
 # --------------------------------------------------------------------------- grader
-
-
-def _grade(submission: Any) -> Feedback:
-    import torch
-
-    if isinstance(submission, torch.nn.Module):
-        return Feedback(
-            False,
-            f"You passed a network ({type_name(submission)}), the result of calling your "
-            f"function. Pass the function itself, without calling it: "
-            f"grade('build_bn_net', build), not grade('build_bn_net', build(64, [100], 10)).",
-            "wrong_type",
-        )
-    problem = _check_signature(submission, CALLS[0], "fn(in_features, widths, out_features)")
-    if problem is not None:
-        return Feedback(False, problem[1], problem[0])
-    largest, torch_bn, example = 0.0, False, ""
-    for seed, call in enumerate(CALLS):
-        in_features, widths, out_features = call
-        call_text = _call_text(call)
-        # A fresh list per call (a submission may consume it); forked RNG: grading leaves
-        # the caller's random state alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            result = _call_submission(submission, (in_features, list(widths), out_features),
-                                      ARG_NAMES)
-        if result.problem is not None:
-            mistake, text = result.problem
-            if mistake != "not_implemented":  # which call failed helps to find the bug
-                text += f"\n\n(The grader called {call_text}.)"
-            return Feedback(False, text, mistake)
-        problem = _check_returned(result.value, call_text)
-        if problem is not None:
-            return Feedback(False, problem[1], problem[0])
-        model = result.value
-        layers = [_classify(n, m) for n, m in _flatten(model)]
-        problems = _layer_problems(layers, call)
-        if problems:
-            mistake, main = problems[0]
-            others = [text for _, text in problems[1:]]
-            parts = [
-                main,
-                *(["Also:\n" + "\n".join(f"- {t}" for t in others)] if others else []),
-                f"Your network, from {call_text}:\n  {_chain(layers)}\n"
-                f"Expected:\n  {_expected_chain(*call)}",
-            ]
-            return Feedback(False, "\n\n".join(parts), mistake, solution=FIX)
-        with torch.random.fork_rng(devices=[]):
-            problem, diff = _forward_problem(model, layers, call, seed)
-        if problem is not None:
-            return Feedback(
-                False, f"{problem[1]}\n\n(The grader called {call_text}.)", problem[0],
-                solution=FIX if problem[0] == "wrong_values" else "",
-            )
-        largest = max(largest, diff)
-        torch_bn = torch_bn or any(
-            isinstance(l.module, torch.nn.modules.batchnorm._BatchNorm) for l in layers
-        )
-        example = f"{call_text}:\n  {_chain(layers)}"
-    n_params = _n_params(CALLS[-1], bias=False)
-    n_with_bias = _n_params(CALLS[-1], bias=True)
-    message = (
-        f"✓ Correct: all {len(CALLS)} networks have the lecture's layers in the lecture's order, "
-        f"and with the reference's weights copied in their outputs match on a fixed "
-        f"mini-batch (largest difference {fmt_diff(largest)}). For {example}\n"
-        f"That is {n_params:,} parameters; the redundant biases would have added "
-        f"{n_with_bias - n_params:,} more."
-    )
-    if torch_bn:
-        message += (
-            "\nNote: you used torch.nn.BatchNorm1d. That is fine (it computes the same as "
-            "course_lib.nn.BatchNorm1d), but the exercise asks for the course's own layer."
-        )
-    return Feedback(True, message, None)
 
 
 @register(
@@ -598,4 +472,96 @@ def _grade(submission: Any) -> Feedback:
 )
 def grade_build_bn_net(submission: Any) -> Feedback:
     """Grade ``fn(in_features, widths, out_features) -> nn.Sequential`` against ``make_mlp``."""
-    return _grade(submission)
+    import torch
+
+    if issubclass(type(submission), torch.nn.Module):
+        return Feedback(
+            False,
+            f"You passed a network ({type_name(submission)}), the result of calling your "
+            f"function. Pass the function itself, without calling it: "
+            f"grade('build_bn_net', build), not grade('build_bn_net', build(64, [100], 10)).",
+            "wrong_type",
+        )
+    cases, refs = _cases()
+    seen: dict[str, list[_Layer]] = {}  # per call, the layers read (for the messages)
+
+    def read(value: Any, case: Case) -> tuple[np.ndarray, ...] | Problem:
+        call = (case.args[0], tuple(case.args[1]), case.args[2])
+        problem = _check_returned(value, case.label)
+        if problem is not None:
+            return problem
+        model = copy.deepcopy(value)  # grading must not change the learner's own model
+        layers = [_classify(n, m) for n, m in _flatten(model)]
+        problems = _layer_problems(layers, call)
+        if problems:
+            others = [text for _, text in problems[1:]]
+            parts = [
+                problems[0][1],
+                *(["Also:\n" + "\n".join(f"- {t}" for t in others)] if others else []),
+                f"Your network, from {case.label}:\n  {_chain(layers)}\n"
+                f"Expected:\n  {_expected_chain(*call)}",
+            ]
+            return Problem(problems[0][0], "\n\n".join(parts), FIX)
+        problem = _settings_problem(layers, case.label)
+        if problem is not None:
+            return problem
+        seen[case.label] = layers
+        ref, X = refs[case.label]
+        _copy_weights(ref, layers)
+        param = next(model.parameters(), None)
+        model.train()
+        try:
+            with torch.no_grad():
+                got = model(X.to(param.dtype if param is not None else torch.float32))
+        except (Exception, SystemExit, GeneratorExit) as exc:  # noqa: BLE001 - the learner's forward
+            return Problem("exception", f"Your network raised {type(exc).__name__} on a "
+                           f"mini-batch of shape {tuple(X.shape)}: {safe_str(exc)}")
+        want = case.expected[0].shape
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != want:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type_name(got)
+            return Problem("wrong_shape", f"On a mini-batch of shape {tuple(X.shape)} your "
+                           f"network returned {shape}, expected logits of shape {want}.")
+        # float32 tolerances: the network runs in float32 however the learner wrote it.
+        return (got.detach().double().numpy().astype(np.float32),)
+
+    feedback = run_cases(
+        submission,
+        cases=cases,
+        arg_names=ARG_NAMES,
+        output_names=("logits",),
+        read=read,
+        fix=FIX,
+        hint=(
+            f"The layers are in the right order, but with the reference's weights copied "
+            f"in, the outputs on a fixed mini-batch of {_BATCH} differ. Does every batch "
+            f"norm layer use gamma, beta and the default eps = 1e-5?"
+        ),
+        success=(
+            "all {n} networks have the lecture's layers in the lecture's order, and with "
+            "the reference's weights copied in their outputs match on a fixed mini-batch "
+            "(largest difference {diff})."
+        ),
+    )
+    layers = [l for ls in seen.values() for l in ls]
+    if feedback.mistake == "wrong_values":
+        eps = sorted({float(l.module.eps) for l in layers if l.kind == "bn"})
+        if eps != [1e-5]:
+            note = (f"Your batch norm layers use eps = {', '.join(f'{e:g}' for e in eps)}; "
+                    f"the lecture's (and PyTorch's) default is 1e-5: BatchNorm1d(width).")
+            return Feedback(False, f"{feedback.message}\n\n{note}", feedback.mistake,
+                            feedback.solution)
+    if not feedback.passed:
+        return feedback
+    n_params, n_with_bias = _n_params(CALLS[-1], bias=False), _n_params(CALLS[-1], bias=True)
+    last = cases[-1].label
+    message = (
+        f"{feedback.message} For {last}:\n  {_chain(seen[last])}\n"
+        f"That is {n_params:,} parameters; the redundant biases would have added "
+        f"{n_with_bias - n_params:,} more."
+    )
+    if any(l.kind == "bn" and type(l.module).__module__.startswith("torch") for l in layers):
+        message += (
+            "\nNote: you used torch.nn.BatchNorm1d. That is fine (it computes the same as "
+            "course_lib.nn.BatchNorm1d), but the exercise asks for the course's own layer."
+        )
+    return Feedback(True, message, None)

@@ -33,7 +33,8 @@ OUTPUT_NAMES = ("out",)
 
 # (seed, steps, n). n - 1 is odd and not a multiple of 20: 15, 50 and 85% of the way
 # through the sorted values always fall between two of them.
-_CASE_SPECS = [(0, 12, 50), (1, 7, 36), (2, 10, 10), (3, 20, 8)]
+# Cases 1 and 4 share a shape (other data): a cache keyed by shape shows.
+_CASE_SPECS = [(0, 12, 50), (1, 7, 36), (2, 10, 10), (3, 12, 50)]
 
 
 def _activations(seed: int, steps: int, n: int) -> np.ndarray:

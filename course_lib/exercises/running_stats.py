@@ -4,21 +4,21 @@
   batch ``x`` of shape ``(N, D)``, in PyTorch's convention: ``momentum`` is the weight of the
   NEW batch, and the running variance averages the *unbiased* batch variance.
 
-The reference is ``torch.nn.BatchNorm1d`` itself, in float64: its buffers before and after
-each forward pass (:func:`course_lib.running_stats.update_running_stats` computes the same
-numbers; ``tests/test_exercises_test_time.py`` checks that). Grading has two stages:
+The reference is :func:`course_lib.running_stats.update_running_stats` (one implementation of
+the update), which reproduces ``torch.nn.BatchNorm1d``'s buffers exactly
+(``tests/test_exercises_test_time.py`` checks that on the grader's runs). Grading has two stages:
 
-1. Single steps, called directly, each taken from a long run of ``BatchNorm1d`` (so the
+1. Single steps, called directly, each taken from a long run of updates (so the
    running values are realistic, not just the initial zeros and ones). Every classic mistake
    shows here and is named.
 2. Only if every single step is right: whole runs of 50 to 200 steps, each step fed with the
-   learner's own previous output, compared with the module's buffers at the end. A function
+   learner's own previous output, compared with the reference at the end. A function
    that keeps state between calls (a global counter, a list of past batches) fails here.
 
 The cases use few examples per batch (N = 5 makes the unbiased and biased variances differ by
 25%), N != D (a wrong axis changes the shape), features with different means and scales
 drifting over the run, and momenta 0.1, 0.3 and 0.05 (never 0.5, where the flipped
-convention would be right by accident).
+convention would be right by accident; not only 0.1, so a hard-coded momentum shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
 so the grader can recognize it in a submission. Never use them as a reference.
@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..running_stats import update_running_stats
 from ._core import Case, Feedback, Mistake, register, run_cases
 
 ARG_NAMES = ("running_mean", "running_var", "x", "momentum")
@@ -55,32 +56,28 @@ def _batches(seed: int, n: int, d: int, steps: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _torch_runs() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
-    """For each run: (batches, running_means, running_vars), the buffers of a float64
-    ``torch.nn.BatchNorm1d`` before step 1 and after every step (``steps + 1`` rows).
+def _reference_runs() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    """For each run: (batches, running_means, running_vars), the running statistics before
+    step 1 (BatchNorm1d's start: zeros and ones) and after every step (``steps + 1`` rows).
 
-    Cached: the module runs once per process; the arrays are never handed to a learner (the
-    runner passes copies) and never modified.
+    Cached: computed once per process; the arrays are never handed to a learner (the runner
+    passes copies) and never modified.
     """
-    import torch
-
     runs = []
     for seed, n, d, momentum, steps, _ in _RUNS:
         xs = _batches(seed, n, d, steps)
-        bn = torch.nn.BatchNorm1d(d, momentum=momentum, dtype=torch.float64)
-        means, variances = [bn.running_mean.numpy().copy()], [bn.running_var.numpy().copy()]
-        with torch.no_grad():
-            for x in xs:
-                bn(torch.from_numpy(x))
-                means.append(bn.running_mean.numpy().copy())
-                variances.append(bn.running_var.numpy().copy())
+        means, variances, t = [np.zeros(d)], [np.ones(d)], 0
+        for x in xs:
+            rm, rv, t = update_running_stats(means[-1], variances[-1], x, momentum, t)
+            means.append(rm)
+            variances.append(rv)
         runs.append((xs, np.stack(means), np.stack(variances)))
     return tuple(runs)
 
 
 def _step_cases() -> list[Case]:
     cases = []
-    for (seed, n, d, momentum, _, graded), (xs, means, variances) in zip(_RUNS, _torch_runs()):
+    for (seed, n, d, momentum, _, graded), (xs, means, variances) in zip(_RUNS, _reference_runs()):
         for t in graded:
             label = f"step {t} of a BatchNorm1d run: x {xs[t - 1].shape}, momentum={momentum}"
             args = (means[t - 1], variances[t - 1], xs[t - 1], momentum)
@@ -90,7 +87,7 @@ def _step_cases() -> list[Case]:
 
 def _chain_cases() -> list[Case]:
     cases = []
-    for (seed, n, d, momentum, steps, _), (xs, means, variances) in zip(_RUNS, _torch_runs()):
+    for (seed, n, d, momentum, steps, _), (xs, means, variances) in zip(_RUNS, _reference_runs()):
         label = (
             f"{steps} chained steps, batches x {xs.shape[1:]}, momentum={momentum}, from "
             f"BatchNorm1d's start (running_mean = 0, running_var = 1)"
@@ -113,11 +110,12 @@ def _chained(fn: Callable) -> Callable:
 # ---- classic mistakes, WRONG ON PURPOSE ---------------------------------------------------
 
 
-def _ema(*, weight_new: str = "momentum", ddof: int = 1, stat: str = "var", axis: Any = 0):
-    """The update with one thing changed: the weight's convention, the variance, the axis."""
+def _ema(*, weight_new: Any = "momentum", ddof: int = 1, stat: str = "var", axis: Any = 0):
+    """The update with one thing changed: the weight (its convention or a fixed number), the
+    variance, the axis."""
 
     def wrong(running_mean, running_var, x, momentum):
-        w = {"momentum": momentum, "flipped": 1.0 - momentum, "half": 0.5}[weight_new]
+        w = {"momentum": momentum, "flipped": 1.0 - momentum}.get(weight_new, weight_new)
         mean = x.mean(axis=axis)
         batch = x.var(axis=axis, ddof=ddof) if stat == "var" else x.std(axis=axis, ddof=ddof)
         return (1 - w) * running_mean + w * mean, (1 - w) * running_var + w * batch
@@ -197,7 +195,18 @@ MISTAKES = (
         "weight 1/2^(k+1), so the running value mostly reflects the last few batches. It is "
         "not the mean of the whole history either (that is PyTorch's momentum=None, which "
         "needs the number of batches). Use the momentum argument.",
-        _ema(weight_new="half"),
+        _ema(weight_new=0.5),
+    ),
+    *(
+        Mistake(
+            "hard_coded_momentum",
+            "Looks like you used a fixed weight (PyTorch's default momentum 0.1, or Keras's "
+            "0.99 turned into 0.01) instead of the momentum argument. A BatchNorm1d can have "
+            "any momentum; the runs use 0.1, 0.3 and 0.05: blend with (1 - momentum) and "
+            "momentum, the argument.",
+            _ema(weight_new=w),
+        )
+        for w in (0.1, 0.01)
     ),
     Mistake(
         "std_instead_of_var",
@@ -262,7 +271,7 @@ def grade_ema_update(submission: Any) -> Feedback:
     """Grade ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)``.
 
     First single steps (classic mistakes named), then, if they are all right, whole runs of
-    chained steps against ``torch.nn.BatchNorm1d``'s buffers.
+    chained steps against the reference (equal to ``torch.nn.BatchNorm1d``'s buffers).
     """
     single = run_cases(
         submission,
@@ -281,19 +290,9 @@ def grade_ema_update(submission: Any) -> Feedback:
         cases=_chain_cases(),
         arg_names=CHAIN_ARG_NAMES,
         output_names=OUTPUT_NAMES,
+        success=f"{len(_step_cases())} single steps and all {{n}} runs of chained steps match "
+        f"torch.nn.BatchNorm1d's buffers; largest difference {{diff}}{{where}}.",
     )
-    if chained.passed:
-        n_steps = len(_step_cases())
-        return Feedback(
-            True,
-            chained.message.replace(
-                "✓ Correct: all",
-                f"✓ Correct: {n_steps} single steps and all",
-                1,
-            ).replace("cases match the reference", "runs of chained steps match "
-                      "torch.nn.BatchNorm1d's buffers", 1),
-            None,
-        )
     if chained.mistake == "wrong_values":
         return Feedback(False, STATEFUL + "\n\n" + chained.message, "stateful")
     return chained

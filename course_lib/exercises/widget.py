@@ -77,12 +77,13 @@ def _without_heading(feedback: Feedback) -> str:
     return feedback.message
 
 
-def check(exercise_id: str, submission: Any) -> "ipywidgets.HTML":
+def check(exercise_id: str, submission: Any, *, timeout: float | None = None) -> "ipywidgets.HTML":
     """Grade ``submission`` and return an ``ipywidgets.HTML`` showing the feedback.
 
     Args:
         exercise_id: one of ``course_lib.exercises.EXERCISES``.
         submission: the learner's function (not its result).
+        timeout: seconds the learner's code may run (default ``LIMITS.timeout``).
 
     Returns:
         ``ipywidgets.HTML`` whose ``value`` is :func:`feedback_html` of the grade.
@@ -92,4 +93,4 @@ def check(exercise_id: str, submission: Any) -> "ipywidgets.HTML":
     """
     import ipywidgets
 
-    return ipywidgets.HTML(value=feedback_html(grade(exercise_id, submission)))
+    return ipywidgets.HTML(value=feedback_html(grade(exercise_id, submission, timeout=timeout)))
