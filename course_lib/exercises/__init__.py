@@ -22,6 +22,8 @@ Registered exercises:
   (chapter 6)
 - ``"fold_bn"``: ``fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
   (chapter 6)
+- ``"bn2d_forward"``: ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` (chapter 7)
+- ``"update_ratio"``: ``fn(weights, grads, lr) -> ratios``, one per layer (chapter 7)
 
 To add exercises for a chapter, write ``course_lib/exercises/<idea>.py`` with ``@register``-ed
 graders (most are a list of cases and a list of classic mistakes passed to
@@ -43,6 +45,7 @@ from . import batchnorm  # noqa: E402,F401  (chapter 2)
 from . import network  # noqa: E402,F401  (chapter 3)
 from . import percentiles  # noqa: E402,F401  (chapter 4)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
+from . import batchnorm2d, diagnostics  # noqa: E402,F401  (chapter 7)
 from .widget import check, feedback_html  # noqa: E402
 
 __all__ = ["EXERCISES", "Feedback", "check", "feedback_html", "grade", "register"]
