@@ -134,8 +134,15 @@ class LayerStatistics:
 
     @property
     def activation_std(self) -> np.ndarray:
-        """Standard deviation of each layer's activations."""
+        """Standard deviation of each layer's activations (all entries)."""
         return np.array([float(a.std()) for a in self.activations])
+
+    @property
+    def example_spread(self) -> np.ndarray:
+        """How much a unit's activation differs from example to example: the standard
+        deviation over the batch, averaged over the layer's units. Near 0, the layer gives
+        every example almost the same output and passes on almost nothing about the input."""
+        return np.array([float(a.std(dim=0).mean()) for a in self.activations])
 
     @property
     def gradient_std(self) -> np.ndarray:
