@@ -140,6 +140,8 @@ def test_residual_blocks_start_as_the_identity(seed):
     assert sum(1 for m in res0.modules() if isinstance(m, nn.Linear)) == 2 * 6 + 2
     with pytest.raises(ValueError, match="blocks"):
         make_residual_mlp(-1)
+    with pytest.raises(ValueError, match="bn_impl"):
+        make_residual_mlp(2, bn_impl="keras")
 
 
 def test_residual_mlp_with_course_lib_bn_matches_torch():

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.data import Split
-from course_lib.experiments.models import make_mlp
+from course_lib.experiments.models import _bn_factory, make_mlp
 from course_lib.experiments.training import History, train
 
 __all__ = [
@@ -196,8 +196,9 @@ def scaled_gradients(model: nn.Module, X: Tensor, y: Tensor, layer: str,
         norms.append(float(g.norm()))
         cosines.append(float(g @ W / (g.norm() * W.norm())))
         logits.append(out.detach())
-    gap = max(float((o - logits[list(cs).index(1.0)] if 1.0 in cs else o - logits[0]).abs().max())
-              for o in logits)
+    # Against c = 1 if it was tried, else against the first factor.
+    reference = logits[list(cs).index(1.0)] if 1.0 in cs else logits[0]
+    gap = max(float((o - reference).abs().max()) for o in logits)
     return ScaledGradients(np.asarray(cs, dtype=float), np.array(norms), np.array(cosines), gap)
 
 
@@ -258,9 +259,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int, zero_gamma: bool, bn_impl: str = "torch") -> None:
         super().__init__()
-        from course_lib.nn import BatchNorm1d
-
-        bn = BatchNorm1d if bn_impl == "course_lib" else nn.BatchNorm1d
+        bn = _bn_factory(bn_impl)
         self.linear1 = nn.Linear(width, width, bias=False)
         self.bn1 = bn(width)
         self.linear2 = nn.Linear(width, width, bias=False)
@@ -286,11 +285,13 @@ def make_residual_mlp(
     """
     if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
         raise ValueError(f"make_residual_mlp: blocks must be an int >= 0 (got {blocks!r})")
+    if bn_impl not in ("course_lib", "torch"):
+        raise ValueError(
+            f"make_residual_mlp: bn_impl must be 'course_lib' or 'torch' (got {bn_impl!r})"
+        )
+    bn = _bn_factory(bn_impl)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        from course_lib.nn import BatchNorm1d
-
-        bn = BatchNorm1d if bn_impl == "course_lib" else nn.BatchNorm1d
         layers: OrderedDict[str, nn.Module] = OrderedDict(
             stem=nn.Linear(64, width, bias=False), bn0=bn(width), act0=nn.ReLU())
         for b in range(1, blocks + 1):
