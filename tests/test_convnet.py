@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from course_lib.batchnorm import batchnorm_forward
 from course_lib.experiments.convnet import (
     conv_bias_gradients, conv_layers, make_convnet, norm_layers,
 )
@@ -76,6 +77,26 @@ def test_bad_arguments_are_named(kwargs, error, text):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_batchnorm2d_normalizes_each_channel_over_n_h_w(seed):
+    # Per channel over the N*H*W values: mean 0, variance 1, and the dense batch norm of
+    # the (N*H*W, C) reshape gives the same numbers.
+    data = load_digits_split(seed=seed)
+    model = make_convnet(norm="batch", seed=seed).double()
+    with torch.no_grad():
+        z = model.conv1(model.image(data.X_train[:60].double()))
+        out = model.norm1(z)
+    assert torch.allclose(out.mean(dim=(0, 2, 3)), torch.zeros(8, dtype=torch.float64),
+                          atol=1e-12)
+    assert torch.allclose(out.var(dim=(0, 2, 3), unbiased=False),
+                          1 / (1 + 1e-5 / z.var(dim=(0, 2, 3), unbiased=False)), rtol=1e-10)
+    N, C, H, W = z.shape
+    flat = z.numpy().transpose(0, 2, 3, 1).reshape(-1, C)
+    ref, _ = batchnorm_forward(flat, np.ones(C), np.zeros(C), eps=1e-5)
+    np.testing.assert_allclose(ref.reshape(N, H, W, C).transpose(0, 3, 1, 2), out.numpy(),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_conv_bias_before_bn_has_zero_gradient(seed):
     data = load_digits_split(seed=seed)
     X, y = data.X_train[:60], data.y_train[:60]
@@ -90,11 +111,12 @@ def test_conv_bias_before_bn_has_zero_gradient(seed):
         conv_bias_gradients(make_convnet(norm="batch", seed=seed), X, y)
 
 
-@pytest.mark.parametrize("seed", SEEDS[:2])
-def test_folding_keeps_every_prediction(seed):
+@pytest.mark.parametrize("bn_impl", ["course_lib", "torch"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_folding_keeps_every_prediction(seed, bn_impl):
     data = load_digits_split(seed=seed)
-    model = make_convnet(norm="batch", bn_impl="torch", seed=seed)
-    train(model, data, steps=60, lr=0.1, seed=seed, eval_every=60)
+    model = make_convnet(norm="batch", bn_impl=bn_impl, seed=seed)
+    train(model, data, steps=30, lr=0.1, seed=seed, eval_every=30)
     model.eval()
     folded = fold_model(model)
     assert not norm_layers(folded) and len(folded) == len(model) - 2
