@@ -133,7 +133,7 @@ def test_update_ratios_show_frozen_early_layers(seed):
     data = load_digits_split(seed=seed)
     med = {}
     for label, (bn, init) in CURES.items():
-        # 20 steps are enough to see it (the notebook shows 50).
+        # 20 steps are enough to see it (the notebook shows 30).
         history = train(deep_mlp(15, bn=bn, init=init, seed=seed), data, steps=20, lr=0.05,
                         seed=seed, eval_every=1, record=update_ratio_recorder())
         med[label] = np.median([history.records[k][1:] for k in history.records], axis=1)
