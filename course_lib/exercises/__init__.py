@@ -28,6 +28,8 @@ Registered exercises:
   (chapter 6)
 - ``"fold_bn"``: ``fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
   (chapter 6)
+- ``"bn2d_forward"``: ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` (chapter 7)
+- ``"update_ratio"``: ``fn(weights, grads, lr) -> ratios``, one per layer (chapter 7)
 - ``"group_norm"``: ``fn(x, G, gamma, beta, eps) -> out`` (chapter 8)
 - ``"sync_bn_sums"``: ``fn(x) -> (s, q)``, what each process all-reduces (chapter 8)
 
@@ -76,6 +78,7 @@ from . import network  # noqa: E402,F401  (chapter 3)
 from . import percentiles  # noqa: E402,F401  (chapter 4)
 from . import batch_noise  # noqa: E402,F401  (chapter 5)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
+from . import batchnorm2d, diagnostics  # noqa: E402,F401  (chapter 7)
 from . import small_batches  # noqa: E402,F401  (chapter 8)
 from .widget import check, feedback_html  # noqa: E402
 

@@ -1,0 +1,172 @@
+"""Chapter 7 exercise: batch norm for convolutions, ``(N, C, H, W)``, by reshaping.
+
+- ``bn2d_forward``: ``fn(x, gamma, beta, eps) -> out`` with ``x`` of shape ``(N, C, H, W)``
+  and ``gamma``, ``beta`` of shape ``(C,)``; statistics per channel over the ``N * H * W``
+  values of that channel (training mode).
+
+The reference is :func:`course_lib.batchnorm.batchnorm_forward`, which handles any
+``(N, C, *spatial)`` input (one implementation per formula).
+
+The cases have N, C, H and W all different and channels with different means and scales,
+so that every wrong set of axes gives different values (or a different shape), and a small
+N so that the unbiased variance shows.
+
+The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
+so the grader can recognize it in a submission. Never use them as a reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..batchnorm import batchnorm_forward
+from ._core import Case, Feedback, Mistake, register, run_cases
+
+ARG_NAMES = ("x", "gamma", "beta", "eps")
+
+# (seed, N, C, H, W, eps)
+_SPECS = [(0, 4, 3, 5, 2, 1e-5), (1, 3, 5, 2, 4, 1e-2), (2, 6, 2, 3, 3, 1e-3)]
+
+
+def _case(seed: int, n: int, c: int, h: int, w: int, eps: float) -> Case:
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(-3.0, 3.0, size=(1, c, 1, 1))
+    scale = np.exp(rng.uniform(np.log(0.5), np.log(4.0), size=(1, c, 1, 1)))
+    # Per-position offsets make per-position statistics differ from per-channel ones.
+    x = mean + scale * (rng.standard_normal((n, c, h, w)) + rng.standard_normal((1, 1, h, w)))
+    gamma = rng.uniform(0.5, 2.0, size=c) * rng.choice([-1.0, 1.0], size=c)
+    beta = rng.uniform(-2.0, 2.0, size=c)
+    out, _ = batchnorm_forward(x, gamma, beta, eps)
+    return Case(f"x {x.shape}, eps={eps:g}", (x, gamma, beta, eps), (out,))
+
+
+def _cases() -> list[Case]:
+    return [_case(*spec) for spec in _SPECS]
+
+
+# ---- classic mistakes, WRONG ON PURPOSE ---------------------------------------------------
+
+
+def _wrong_axes(axes: tuple[int, ...], ddof: int = 0, with_eps: bool = True):
+    def wrong(x, gamma, beta, eps):
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, ddof=ddof, keepdims=True)
+        x_hat = (x - mu) / np.sqrt(var + (eps if with_eps else 0.0))
+        return (gamma[None, :, None, None] * x_hat + beta[None, :, None, None],)
+
+    return wrong
+
+
+def _wrong_reshape_without_transpose(x, gamma, beta, eps):
+    n, c, h, w = x.shape
+    flat = x.reshape(-1, c)  # the slip: reshape mixes channels, transpose first
+    x_hat = (flat - flat.mean(axis=0)) / np.sqrt(flat.var(axis=0) + eps)
+    return ((gamma * x_hat + beta).reshape(n, c, h, w),)
+
+
+def _wrong_no_transpose_back(x, gamma, beta, eps):
+    n, c, h, w = x.shape
+    flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
+    x_hat = (flat - flat.mean(axis=0)) / np.sqrt(flat.var(axis=0) + eps)
+    return ((gamma * x_hat + beta).reshape(n, c, h, w),)  # the slip: (N, H, W, C) order
+
+
+FIX = (
+    "flat = x.transpose(0, 2, 3, 1).reshape(-1, C)  # (N*H*W, C): one column per channel; "
+    "normalize each column with its mean and biased variance (axis=0), apply gamma and beta, "
+    "then out = result.reshape(N, H, W, C).transpose(0, 3, 1, 2)."
+)
+
+MISTAKES = (
+    Mistake(
+        "per_example",
+        "Looks like you normalized each example over its channels and positions (axes "
+        "(1, 2, 3)): that is layer norm, not batch norm. Batch norm keeps one mean and one "
+        "variance per CHANNEL, taken over the batch and all positions: axes (0, 2, 3).",
+        _wrong_axes((1, 2, 3)),
+    ),
+    Mistake(
+        "per_example",
+        "Looks like you normalized each example's channel over its own H x W positions "
+        "(axes (2, 3)): that is instance norm. Batch norm also averages over the batch: "
+        "axes (0, 2, 3), N * H * W values per channel.",
+        _wrong_axes((2, 3)),
+    ),
+    Mistake(
+        "per_position",
+        "Looks like you normalized every (channel, row, column) position separately over "
+        "the batch (axis 0 only), as if each pixel were a feature of a dense layer. In a "
+        "convolution every position of a channel comes from the same filter, so batch norm "
+        "pools them: one mean and variance per channel over axes (0, 2, 3).",
+        _wrong_axes((0,)),
+    ),
+    Mistake(
+        "reshape_without_transpose",
+        "Looks like you reshaped x to (N*H*W, C) directly. x.reshape(-1, C) reads the values "
+        "in memory order (N, C, H, W), so each column mixes channels. Move the channel axis "
+        "last first: x.transpose(0, 2, 3, 1).reshape(-1, C), and undo both at the end.",
+        _wrong_reshape_without_transpose,
+    ),
+    Mistake(
+        "no_transpose_back",
+        "Looks like the statistics are right, but the output was reshaped straight back to "
+        "(N, C, H, W) from the (N*H*W, C) matrix. Its rows are in (N, H, W) order: reshape "
+        "to (N, H, W, C), then transpose(0, 3, 1, 2).",
+        _wrong_no_transpose_back,
+    ),
+    Mistake(
+        "all_axes",
+        "Looks like you used one mean and one variance over the whole array. Each channel "
+        "needs its own: axes (0, 2, 3), keepdims=True (or the (N*H*W, C) matrix, axis=0).",
+        _wrong_axes((0, 1, 2, 3)),
+    ),
+    Mistake(
+        "unbiased_variance",
+        "Looks like you used the unbiased variance (ddof=1). Batch norm normalizes with the "
+        "biased variance of the mini-batch, dividing by m = N*H*W.",
+        _wrong_axes((0, 2, 3), ddof=1),
+    ),
+    Mistake(
+        "missing_eps",
+        "Looks like you divided by np.sqrt(var) without eps: the formula is "
+        "np.sqrt(var + eps).",
+        _wrong_axes((0, 2, 3), with_eps=False),
+    ),
+)
+
+HINT = (
+    "Check one channel by hand: x[:, c] holds its N*H*W values; out[:, c] must be "
+    "gamma[c] * (x[:, c] - x[:, c].mean()) / np.sqrt(x[:, c].var() + eps) + beta[c]."
+)
+
+
+def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
+    n, c, h, w = case.args[0].shape
+    if got == (n * h * w, c):
+        return (
+            "not_reshaped_back",
+            f"{name} has shape {got}: the (N*H*W, C) matrix. Turn it back into an image "
+            f"batch: .reshape(N, H, W, C).transpose(0, 3, 1, 2) gives (N, C, H, W).",
+        )
+    return None
+
+
+@register(
+    "bn2d_forward",
+    "fn(x, gamma, beta, eps) -> out: batch norm of a conv layer's output x (N, C, H, W), "
+    "statistics per channel over N*H*W values (chapter 7)",
+)
+def grade_bn2d_forward(submission: Any) -> Feedback:
+    """Grade ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` inputs."""
+    return run_cases(
+        submission,
+        cases=_cases(),
+        arg_names=ARG_NAMES,
+        output_names=("out",),
+        mistakes=MISTAKES,
+        fix=FIX,
+        hint=HINT,
+        diagnose_shape=_diagnose_shape,
+    )

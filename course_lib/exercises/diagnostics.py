@@ -1,0 +1,186 @@
+r"""Chapter 7 exercise: the update-to-data ratio of each layer, the diagnostic of a deep net.
+
+- ``update_ratio``: ``fn(weights, grads, lr) -> ratios``. ``weights`` and ``grads`` are
+  lists with one numpy array per layer (shapes differ from layer to layer); one plain SGD step
+  ``W - lr * dW`` changes each layer, and ``ratios[l]`` is
+
+  .. math:: r^{[l]} = \frac{\operatorname{std}(\alpha\, dW^{[l]})}{\operatorname{std}(W^{[l]})}
+
+  a float array of shape ``(L,)``.
+
+The reference is :func:`course_lib.experiments.diagnostics.update_to_data_ratio` applied to
+``W`` and ``W - lr * dW`` (one implementation per formula). The cases mix layers whose
+gradients have a clear mean (so a ratio of norms differs from one of standard deviations)
+and one with a large step (so dividing by the weights after the step shows).
+
+The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
+so the grader can recognize it in a submission. Never use them as a reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import numpy as np
+
+from ._core import Case, Feedback, Mistake, register, run_cases
+
+ARG_NAMES = ("weights", "grads", "lr")
+
+# (seed, layer shapes, lr)
+_SPECS = [
+    (0, [(6, 4), (5, 6), (3, 5)], 0.1),
+    (1, [(8, 3), (2, 8)], 0.5),
+    (2, [(4, 4), (7, 4), (4, 7), (2, 4)], 2.0),
+]
+
+
+def _reference(weights, grads, lr) -> np.ndarray:
+    from ..experiments.diagnostics import update_to_data_ratio
+
+    return np.array([update_to_data_ratio(W, W - lr * g) for W, g in zip(weights, grads)])
+
+
+def _case(seed: int, shapes: list[tuple[int, int]], lr: float) -> Case:
+    rng = np.random.default_rng(seed)
+    weights, grads = [], []
+    for k, shape in enumerate(shapes):
+        weights.append(rng.uniform(0.2, 2.0) * rng.standard_normal(shape) + rng.uniform(-1, 1))
+        scale = 10.0 ** rng.uniform(-3, -1)
+        grads.append(scale * (rng.standard_normal(shape) + rng.uniform(1.0, 3.0)))
+    label = f"{len(shapes)} layers, lr={lr:g}"
+    return Case(label, (weights, grads, lr), (_reference(weights, grads, lr),))
+
+
+def _cases() -> list[Case]:
+    return [_case(*spec) for spec in _SPECS]
+
+
+# ---- classic mistakes, WRONG ON PURPOSE ---------------------------------------------------
+
+
+def _per_layer(f):
+    def wrong(weights, grads, lr):
+        return (np.array([f(W, g, lr) for W, g in zip(weights, grads)]),)
+
+    return wrong
+
+
+FIX = (
+    "ratios = np.array([(lr * dW).std() / W.std() for W, dW in zip(weights, grads)]): "
+    "one number per layer, the spread of the step over the spread of the weights it changes."
+)
+
+MISTAKES = (
+    Mistake(
+        "forgot_lr",
+        "Looks like you divided std(dW) by std(W) without the learning rate. The step SGD "
+        "takes is lr * dW, and that is what the ratio compares with the weights: "
+        "(lr * dW).std() / W.std().",
+        _per_layer(lambda W, g, lr: g.std() / W.std()),
+    ),
+    Mistake(
+        "inverted",
+        "Looks like the ratio is upside down: std(W) / std(lr * dW). The statistic is the "
+        "size of the update relative to the data: (lr * dW).std() / W.std(), about 1e-3 "
+        "for a layer that learns at a healthy pace.",
+        _per_layer(lambda W, g, lr: W.std() / (lr * g).std()),
+    ),
+    Mistake(
+        "log10",
+        "Looks like you returned log10 of the ratio. Plots show it on a log scale (Karpathy "
+        "plots log10, where -3 is the healthy level), but the function should return the "
+        "ratio itself.",
+        _per_layer(lambda W, g, lr: np.log10((lr * g).std() / W.std())),
+    ),
+    Mistake(
+        "variance_ratio",
+        "Looks like you divided variances: var(lr * dW) / var(W), the square of the "
+        "statistic. Use standard deviations: .std(), not .var().",
+        _per_layer(lambda W, g, lr: (lr * g).var() / W.var()),
+    ),
+    Mistake(
+        "norm_ratio",
+        "Looks like you divided norms, ||lr * dW|| / ||W||. A norm also counts the mean of "
+        "the entries; the statistic compares spreads: (lr * dW).std() / W.std(). The two "
+        "agree only when both have mean 0 (here the gradients do not).",
+        _per_layer(lambda W, g, lr: np.linalg.norm(lr * g) / np.linalg.norm(W)),
+    ),
+    Mistake(
+        "weights_after_step",
+        "Looks like you divided by the spread of the weights AFTER the step, "
+        "std(W - lr * dW). For the small steps of a healthy layer it makes no difference "
+        "(Karpathy's code does this), but the exercise asks for the weights the step starts "
+        "from: (lr * dW).std() / W.std(). The difference shows here at lr = 2.",
+        _per_layer(lambda W, g, lr: (lr * g).std() / (W - lr * g).std()),
+    ),
+)
+
+HINT = (
+    "Check one layer by hand: with W = weights[0] and dW = grads[0], the step is lr * dW, "
+    "and ratios[0] = (lr * dW).std() / W.std()."
+)
+
+
+def _as_ratios(value: Any) -> Any:
+    """A list or tuple of numbers becomes an array; one number becomes a 1-element array."""
+    if isinstance(value, (list, tuple)) and all(np.ndim(v) == 0 for v in value):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            return value
+    if isinstance(value, (float, np.floating)):
+        return np.array([value], dtype=np.float64)
+    return value
+
+
+def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
+    if got == (1,) and len(case.args[0]) > 1:
+        return (
+            "whole_network",
+            f"You returned one number for {len(case.args[0])} layers. The update-to-data "
+            f"ratio is a per-layer diagnostic: a layer that learns 1000 times slower than "
+            f"the others hides in an average over the network. Return one ratio per layer.",
+        )
+    return None
+
+
+@register(
+    "update_ratio",
+    "fn(weights, grads, lr) -> ratios: the update-to-data ratio std(lr * dW) / std(W) of "
+    "each layer for one SGD step, shape (L,) (chapter 7)",
+)
+def grade_update_ratio(submission: Any) -> Feedback:
+    """Grade ``fn(weights, grads, lr) -> ratios`` (lists of per-layer arrays in)."""
+    if not callable(submission):
+        return run_cases(submission, cases=_cases()[:1], arg_names=ARG_NAMES,
+                         output_names=("ratios",))
+    try:
+        inspect.signature(submission).bind([], [], 0.1)
+    except TypeError as exc:
+        return Feedback(
+            False,
+            f"The grader calls your function as fn(weights, grads, lr) (3 positional "
+            f"arguments), but it is defined as {getattr(submission, '__name__', 'fn')}"
+            f"{inspect.signature(submission)} ({exc}).",
+            "wrong_signature",
+        )
+    except ValueError:  # no signature to read: just call it
+        pass
+
+    def wrapped(weights, grads, lr):
+        # Fresh copies of the lists and arrays: the learner may change them in place.
+        return _as_ratios(submission(copy.deepcopy(weights), copy.deepcopy(grads), lr))
+
+    return run_cases(
+        wrapped,
+        cases=_cases(),
+        arg_names=ARG_NAMES,
+        output_names=("ratios",),
+        mistakes=MISTAKES,
+        fix=FIX,
+        hint=HINT,
+        diagnose_shape=_diagnose_shape,
+    )
