@@ -84,12 +84,17 @@ def check_same_dtype(x: Any, **others: Any) -> None:
             )
 
 
-def check_channel_vector(value: Any, name: str, num_channels: int) -> None:
-    """Raise ``ValueError`` unless ``value`` holds one entry per channel, shape ``(C,)``."""
+def check_channel_vector(
+    value: Any, name: str, num_channels: int, source: str = "x.shape[1]"
+) -> None:
+    """Raise ``ValueError`` unless ``value`` holds one entry per channel, shape ``(C,)``.
+
+    ``source`` names where the channel count comes from, for the message.
+    """
     if tuple(value.shape) != (num_channels,):
         raise ValueError(
             f"expected {name} of shape (C,) = ({num_channels},), one value per channel of "
-            f"x.shape[1] = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
+            f"{source} = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
             f"for a (N, C, ...) input pass a vector of length C, e.g. np.ones({num_channels})"
         )
 
@@ -115,8 +120,24 @@ def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
         )
 
 
-def check_eps(eps: float, training: bool = True) -> None:
-    """Raise torch's ``ValueError`` for ``eps <= 0`` in training, ``eps < 0`` otherwise."""
+def check_eps(eps: Any, training: bool = True) -> float:
+    """Return ``eps`` as a float; raise unless it is a finite number, positive in training.
+
+    torch's rule for the sign: ``eps <= 0`` is refused in training (a constant channel would
+    divide by 0), ``eps < 0`` always. NaN turns every output into NaN and inf every output
+    into beta, so neither is accepted.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"expected eps to be a positive number, got {type(eps).__qualname__} ({eps!r}); "
+            "pass a float such as eps=1e-5"
+        )
+    eps = float(eps)
+    if not math.isfinite(eps):
+        raise ValueError(
+            f"batch_norm eps must be a finite number, but got {eps}; eps is added to the "
+            "variance to keep 1 / sqrt(var + eps) finite, use e.g. 1e-5"
+        )
     if training and eps <= 0.0:
         raise ValueError(
             f"batch_norm eps must be positive during training, but got {eps}; "
@@ -124,9 +145,12 @@ def check_eps(eps: float, training: bool = True) -> None:
         )
     if eps < 0.0:
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}; use e.g. 1e-5")
+    return eps
 
 
-def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
+def check_finite(
+    x: Any, name: str = "x", channel_means: Any = None, channel_vars: Any = None
+) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or inf, saying how many, where, and what to do.
 
     One NaN poisons its whole channel: the channel's mean, variance, every output in it and,
@@ -138,6 +162,10 @@ def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
         channel_means: optional per-channel means of ``x`` computed anyway. A NaN or inf
             anywhere in a channel makes its mean non-finite, so finite means prove a finite
             input at no cost and the full scan runs only when something is wrong.
+        channel_vars: optional per-channel variances of ``x``. With finite values they can
+            still overflow (``(x - mu) ** 2`` for ``|x|`` near the square root of the
+            dtype's largest value); that is refused too, or the output would silently be
+            ``beta``.
     """
     if _is_torch(x):
         import torch as xp
@@ -146,17 +174,19 @@ def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
     else:
         xp = np
         finder = f"np.argwhere(~np.isfinite({name}))"
-    if channel_means is not None and bool(xp.isfinite(channel_means).all()):
+    stats = [s for s in (channel_means, channel_vars) if s is not None]
+    if stats and all(bool(xp.isfinite(s).all()) for s in stats):
         return
     bad = ~xp.isfinite(x)
     count = int(bad.sum())
     if count == 0:
-        if channel_means is None:
+        if not stats:
             return
-        # Finite values whose sum overflowed: only possible near the dtype's maximum.
+        # Finite values whose sum or squares overflowed: only possible for huge values.
         raise ValueError(
-            f"the per-channel mean of {name} overflowed {x.dtype} (largest |value| "
-            f"{float(abs(x).max()):.3g}); rescale the input or use a wider dtype"
+            f"the per-channel mean or variance of {name} overflowed {x.dtype} (largest "
+            f"|value| {float(abs(x).max()):.3g}); the output would be meaningless. Rescale "
+            "the input (e.g. divide it by its largest value) or use a wider dtype"
         )
     n_nan = int(xp.isnan(x).sum())
     where = xp.argwhere(bad)

@@ -40,6 +40,7 @@ from course_lib import _checks
 from course_lib.batchnorm import batch_stats, values_per_channel
 
 __all__ = [
+    "ema",
     "DEFAULT",
     "new_value_weight",
     "ema_update",
@@ -56,6 +57,11 @@ Convention = Literal["lecture", "pytorch", "keras"]
 _CONVENTIONS = ("lecture", "pytorch", "keras")
 _DEFAULT_BETA = 0.9  # the lecture's usual example: averages over roughly 1 / (1 - 0.9) = 10 batches
 _DEFAULT_MOMENTUM = {"pytorch": 0.1, "keras": 0.99}
+
+
+def ema(v: Any, theta: Any, beta: float) -> Any:
+    """One step of the exponentially weighted average: v = beta * v + (1 - beta) * theta."""
+    return beta * v + (1 - beta) * theta
 
 
 def check_unit_interval(value: Any, name: str) -> float:
@@ -160,7 +166,7 @@ def ema_update(
     num_batches_tracked: int | None = None,
 ) -> Any:
     r"""One step of an exponentially weighted average, in the lecture's, PyTorch's or Keras's
-    convention.
+    convention: :func:`ema` with :math:`\beta = 1 - w`.
 
     .. math:: \text{new} = (1 - w)\,\text{running} + w\,\theta,
               \qquad w = \texttt{new\_value\_weight(convention, ...)}
@@ -179,7 +185,7 @@ def ema_update(
     Example:
         >>> round(ema_update(0.0, 10.0, convention="lecture", beta=0.9), 12)
         1.0
-        >>> ema_update(0.0, 10.0, convention="pytorch")              # momentum=0.1
+        >>> round(ema_update(0.0, 10.0, convention="pytorch"), 12)   # momentum=0.1
         1.0
         >>> round(ema_update(0.0, 10.0, convention="keras", momentum=0.9), 12)
         1.0
@@ -189,8 +195,7 @@ def ema_update(
     w = new_value_weight(
         convention, beta=beta, momentum=momentum, num_batches_tracked=num_batches_tracked
     )
-    # The same expression, term for term, as torch's CPU kernel: w * batch + (1 - w) * running.
-    return w * batch_value + (1.0 - w) * running
+    return ema(running, batch_value, beta=1.0 - w)
 
 
 def bias_correction(running: Any, *, beta: float, t: int) -> Any:
