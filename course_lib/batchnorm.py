@@ -135,14 +135,14 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
 def bn_forward(
     z: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, BatchNormCache]:
-    """Batch norm in training mode: normalize each channel of z, then scale and shift."""
-    axes = reduce_axes(z)                           # every axis but the channel axis 1
-    K = z[:1].mean(axis=axes, keepdims=True)        # any value near the data (see below)
-    z_c = z - K                                     # small numbers: sums keep their digits
-    mu_c = z_c.mean(axis=axes, keepdims=True)       # mu = K + mu_c
+    """Batch norm in training mode: normalize each channel of z, scale and shift."""
+    axes = reduce_axes(z)                      # every axis but the channel axis 1
+    K = z[:1].mean(axis=axes, keepdims=True)   # shift by a value near the data,
+    z_c = z - K                                # so sums keep their digits
+    mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
     sigma2 = ((z_c - mu_c) ** 2).mean(axis=axes, keepdims=True)  # biased: divide by m
     inv_std = 1 / np.sqrt(sigma2 + eps)
-    z_norm = (z_c - mu_c) * inv_std                 # (z - mu) / sqrt(sigma2 + eps)
+    z_norm = (z_c - mu_c) * inv_std            # (z - mu) / sqrt(sigma2 + eps)
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
     mu = (K + mu_c).ravel()
     cache = BatchNormCache(z_norm, gamma, mu, sigma2.ravel(), inv_std.ravel(), eps)
@@ -167,24 +167,25 @@ def bn_backward(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
 
 
 def bn_backward_graph(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
-    """Batch norm backward pass, one node of the forward graph at a time, from (7) to (1)."""
+    """Batch norm backward pass, one node of the graph at a time, from (7) to (1)."""
     z_norm, gamma, _, sigma2, inv_std, eps = cache
     axes, m = reduce_axes(z_norm), values_per_channel(z_norm.shape)
 
     def total(a):  # a per-channel node feeds all m positions: sum their gradients
         return a.sum(axis=axes, keepdims=True)
 
-    gamma, sigma2, inv_std = (per_channel(v, z_norm.ndim) for v in (gamma, sigma2, inv_std))
+    gamma, sigma2, inv_std = (per_channel(v, z_norm.ndim)
+                              for v in (gamma, sigma2, inv_std))
     std = np.sqrt(sigma2 + eps)
     z_mu = z_norm * std                           # node (2), rebuilt from the cache
     dbeta = total(dz_tilde)                       # (7) z_tilde = gamma * z_norm + beta
     dgamma = total(dz_tilde * z_norm)
     dz_norm = dz_tilde * gamma
     dinv_std = total(dz_norm * z_mu)              # (6) z_norm = z_mu * inv_std
-    dz_mu = dz_norm * inv_std                     #     z_mu, first path
+    dz_mu = dz_norm * inv_std                     #     z_mu's first path
     dstd = -dinv_std / std**2                     # (5) inv_std = 1 / std
     dsigma2 = dstd / (2 * std)                    # (4) std = sqrt(sigma2 + eps)
-    dz_mu = dz_mu + dsigma2 * 2 * z_mu / m        # (3) sigma2 = mean(z_mu**2): second path
+    dz_mu = dz_mu + dsigma2 * 2 * z_mu / m        # (3) sigma2 = mean(z_mu**2): 2nd path
     dmu = -total(dz_mu)                           # (2) z_mu = z - mu
     dz = dz_mu + dmu / m                          # (1) mu = mean(z): z's two paths
     return dz, dgamma.reshape(-1), dbeta.reshape(-1)

@@ -60,7 +60,7 @@ _DEFAULT_MOMENTUM = {"pytorch": 0.1, "keras": 0.99}
 
 
 def ema(v: Any, theta: Any, beta: float) -> Any:
-    """One step of the exponentially weighted average: v = beta * v + (1 - beta) * theta."""
+    """One step of the exponentially weighted average of theta, weighting v by beta."""
     return beta * v + (1 - beta) * theta
 
 

@@ -15,7 +15,8 @@ naming the misses. Sections (``--only`` picks some):
 ``book``       the book build with stored outputs (budget: < 90 s).
 ``batchnorm``  ``course_lib.batchnorm`` forward + backward (numpy) against
                ``torch.nn.BatchNorm1d/2d`` forward + backward on the same float32 data, as a
-               ratio (reported, no budget: the numpy reference is written to be read), and each one's memory traffic against a plain copy;
+               ratio (reported, no budget: the numpy reference is written to be read), and each
+               one's memory traffic against a plain copy;
                the note also counts both times in numpy passes and gives torch on 1 thread.
 ``backward``   the compact backward against the graph backward (reported, no budget) and the
                memory the forward cache holds relative to the input (budget: <= 2x).
