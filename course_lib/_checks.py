@@ -19,10 +19,14 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "is_torch",
+    "to_numpy64",
     "check_float_array",
     "check_min_ndim",
     "check_same_dtype",
     "check_channel_vector",
+    "check_channel_count",
+    "check_unit_interval",
     "check_values_per_channel",
     "check_eps",
     "check_finite",
@@ -34,8 +38,16 @@ __all__ = [
 _NUMPY_FLOATS = (np.float32, np.float64)
 
 
-def _is_torch(x: Any) -> bool:
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch object (tested without importing torch)."""
     return type(x).__module__.startswith("torch")
+
+
+def to_numpy64(x: Any) -> np.ndarray:
+    """``x`` (numpy array, torch tensor, number or nested list) as a float64 numpy array."""
+    if is_torch(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -47,7 +59,7 @@ def check_float_array(x: Any, name: str = "x") -> None:
     if not isinstance(x, np.ndarray):
         kind = type(x).__module__ + "." + type(x).__qualname__
         kind = kind.removeprefix("builtins.")
-        if _is_torch(x):
+        if is_torch(x):
             fix = f"{name}.detach().cpu().numpy()"
         else:
             fix = f"np.asarray({name}, dtype=np.float32)"
@@ -77,7 +89,7 @@ def check_same_dtype(x: Any, **others: Any) -> None:
     """
     for name, value in others.items():
         if value.dtype != x.dtype:
-            cast = f"{name}.to(x.dtype)" if _is_torch(value) else f"{name}.astype(x.dtype)"
+            cast = f"{name}.to(x.dtype)" if is_torch(value) else f"{name}.astype(x.dtype)"
             raise TypeError(
                 f"{name} has dtype {value.dtype} but x has dtype {x.dtype}; "
                 f"they must match: convert with {cast}"
@@ -97,6 +109,33 @@ def check_channel_vector(
             f"{source} = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
             f"for a (N, C, ...) input pass a vector of length C, e.g. np.ones({num_channels})"
         )
+
+
+def check_channel_count(t: Any, name: str, num_channels: int) -> None:
+    """Raise torch's ``ValueError`` unless the per-channel tensor ``t`` has one value per
+    channel: "weight should contain 4 elements not 5", then the fix."""
+    n = t.numel() if is_torch(t) else int(np.size(t))
+    if n != num_channels or t.ndim != 1:
+        raise ValueError(
+            f"{name} should contain {num_channels} elements not {n} (shape "
+            f"{_shape_str(t.shape)}); pass one value per channel of input.shape[1] = "
+            f"{num_channels}, a tensor of shape ({num_channels},)"
+        )
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """Return ``value`` as a float; raise unless it is a number in [0, 1] (a weight)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"expected {name} to be a number in [0, 1] (got {type(value).__qualname__} "
+            f"{value!r}); pass a float such as {name}=0.1"
+        )
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"expected {name} in [0, 1] (got {value}); it is a weight in an average"
+        )
+    return value
 
 
 def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
@@ -167,7 +206,7 @@ def check_finite(
             dtype's largest value); that is refused too, or the output would silently be
             ``beta``.
     """
-    if _is_torch(x):
+    if is_torch(x):
         import torch as xp
 
         finder = f"torch.argwhere(~torch.isfinite({name}))"

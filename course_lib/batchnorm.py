@@ -128,10 +128,11 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
 # ---------------------------------------------------------------- teaching functions
 
 
-# Why K: a plain float32 mean of values near 1e6 loses every digit below 1 (over 4096 of
-# them it is off by more than their spread), and z - mu would inherit the error. z - K is
-# exact and small, so mu_c and sigma2 keep the digits that matter
-# (tests/test_batchnorm.py::test_shift_is_needed_for_a_large_mean).
+# Works on numpy arrays and torch tensors alike: course_lib.nn's layers call it too, and
+# autograd derives their backward pass. Why K: a plain float32 mean of values near 1e6 loses
+# every digit below 1 (over 4096 of them it is off by more than their spread), and z - mu
+# would inherit the error. z - K is exact and small, so mu_c and sigma2 keep the digits that
+# matter (tests/test_batchnorm.py::test_shift_is_needed_for_a_large_mean).
 def bn_forward(
     z: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, BatchNormCache]:
@@ -140,9 +141,10 @@ def bn_forward(
     K = z[:1].mean(axis=axes, keepdims=True)   # shift by a value near the data,
     z_c = z - K                                # so sums keep their digits
     mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
-    sigma2 = ((z_c - mu_c) ** 2).mean(axis=axes, keepdims=True)  # biased: divide by m
-    inv_std = 1 / np.sqrt(sigma2 + eps)
-    z_norm = (z_c - mu_c) * inv_std            # (z - mu) / sqrt(sigma2 + eps)
+    z_mu = z_c - mu_c                          # z - mu
+    sigma2 = (z_mu**2).mean(axis=axes, keepdims=True)  # biased: divide by m
+    inv_std = 1 / (sigma2 + eps) ** 0.5
+    z_norm = z_mu * inv_std
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
     mu = (K + mu_c).ravel()
     cache = BatchNormCache(z_norm, gamma, mu, sigma2.ravel(), inv_std.ravel(), eps)

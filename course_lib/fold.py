@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from course_lib import _checks
-from course_lib.calibration import is_batchnorm
+from course_lib.nn import batchnorm_dim, is_batchnorm
 
 __all__ = ["fold_linear", "fold_params", "fold", "fold_model"]
 
@@ -97,20 +97,6 @@ def _layer_dim(layer: Any) -> int | None:
     return None
 
 
-def _bn_dim(bn: Any) -> int | None:
-    """1, 2 or 3 for (course_lib.nn or torch.nn) BatchNorm1d/2d/3d; None if it accepts any."""
-    from course_lib import nn as course_nn
-
-    for dim, classes in (
-        (1, (nn.BatchNorm1d, course_nn.BatchNorm1d)),
-        (2, (nn.BatchNorm2d, course_nn.BatchNorm2d)),
-        (3, (nn.BatchNorm3d, course_nn.BatchNorm3d)),
-    ):
-        if isinstance(bn, classes):
-            return dim
-    return None  # e.g. torch.nn.SyncBatchNorm: any input dimension
-
-
 def _out_features(layer: Any) -> int:
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
 
@@ -163,7 +149,7 @@ def fold(layer: nn.Module, bn: nn.Module) -> nn.Module:
             f"expected bn to be a batch norm layer, torch.nn.BatchNorm1d/2d/3d or "
             f"course_lib.nn.BatchNorm1d/2d/3d (got {type(bn).__name__})"
         )
-    bn_dim = _bn_dim(bn)
+    bn_dim = batchnorm_dim(bn)
     if bn_dim is not None and bn_dim != dim:
         want = "BatchNorm1d" if dim == 1 else f"BatchNorm{dim}d"
         raise TypeError(
