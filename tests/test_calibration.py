@@ -6,12 +6,7 @@ import torch
 from torch import nn
 
 import course_lib.nn as cnn
-from course_lib.calibration import (
-    batchnorm_layers,
-    is_batchnorm,
-    population_stats,
-    recalibrate_bn,
-)
+from course_lib.calibration import population_stats, recalibrate_bn
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -23,13 +18,6 @@ def _snapshot(model):
 def _assert_same_params(model, before):
     for k, v in model.named_parameters():
         assert torch.equal(v, before[k]), f"{k} changed"
-
-
-def test_is_batchnorm_and_layers():
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(cnn.BatchNorm1d(4)),
-                          nn.LayerNorm(4))
-    assert [name for name, _ in batchnorm_layers(model)] == ["1", "2.0"]
-    assert is_batchnorm(nn.SyncBatchNorm(3)) and not is_batchnorm(nn.GroupNorm(1, 4))
 
 
 @pytest.mark.parametrize("bn_cls", [nn.BatchNorm1d, cnn.BatchNorm1d], ids=["torch", "course_lib"])

@@ -31,13 +31,12 @@ next to these formulas.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import numpy as np
 
 from course_lib.batchnorm import batch_stats
-from course_lib.calibration import batchnorm_layers
+from course_lib.nn import as_found, batchnorm_layers
 
 __all__ = [
     "outputs_across_batches",
@@ -73,8 +72,9 @@ def outputs_across_batches(
     batch to batch because :math:`\mu^{\{t\}}` and :math:`\sigma^{2\{t\}}` do; in eval mode
     (``.eval()``) they are identical.
 
-    The module is not changed: it runs on a deep copy, so a probe in training mode does not
-    move its running statistics (a real training-mode forward pass would, see chapter 6).
+    The module is left as it was found (:func:`course_lib.nn.as_found`): a probe in training
+    mode does not move its running statistics (a real training-mode forward pass would, see
+    chapter 6), nor the state of any random generator it holds.
 
     Args:
         bn_or_model: any ``torch.nn.Module`` whose first dimension is the batch, e.g. a
@@ -131,14 +131,13 @@ def outputs_across_batches(
             "norm needs at least 2 examples. Use batch_size >= 2, or call .eval() to normalize "
             "one example with the running statistics"
         )
-    module = copy.deepcopy(bn_or_model)
     gen = torch.Generator().manual_seed(int(seed))
     outputs = []
-    with torch.no_grad():
+    with as_found(bn_or_model, state=True), torch.no_grad():
         for _ in range(n_batches):
             mates = pool[torch.randperm(pool.shape[0], generator=gen)[: batch_size - 1]]
             batch = torch.cat([example[None].to(pool.dtype), mates], dim=0)
-            outputs.append(module(batch)[0])
+            outputs.append(bn_or_model(batch)[0])
     return torch.stack(outputs)
 
 

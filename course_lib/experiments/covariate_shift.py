@@ -30,6 +30,7 @@ from torch import nn
 from course_lib.experiments.data import CovariateShiftTask, make_covariate_shift_task
 from course_lib.experiments.models import make_mlp
 from course_lib.experiments.training import History, evaluate, train
+from course_lib.nn import as_found
 
 __all__ = [
     "CovariateShiftResult",
@@ -96,13 +97,8 @@ class CovariateShiftResult:
 
 
 def _predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(X).argmax(dim=1)
-    finally:
-        model.train(was_training)
+    with as_found(model, "eval"), torch.no_grad():
+        return model(X).argmax(dim=1)
 
 
 def covariate_shift_experiment(
@@ -200,11 +196,6 @@ def decision_grid(
         raise ValueError(f"decision_grid: n must be an int >= 2 (got {n!r})")
     x1, x2 = np.meshgrid(np.linspace(*xlim, n), np.linspace(*ylim, n))
     grid = torch.tensor(np.column_stack([x1.ravel(), x2.ravel()]), dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p1 = torch.softmax(model(grid), dim=1)[:, 1].double().numpy()
-    finally:
-        model.train(was_training)
+    with as_found(model, "eval"), torch.no_grad():
+        p1 = torch.softmax(model(grid), dim=1)[:, 1].double().numpy()
     return x1, x2, p1.reshape(n, n)

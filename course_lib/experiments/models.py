@@ -24,26 +24,27 @@ Modules are named after the lecture's layer index, so a notebook can write ``mod
       (output): Linear(in_features=100, out_features=10, bias=True)
     )
 
-Helpers: :func:`count_parameters`, :func:`bn_layers`, :func:`hidden_pre_activations` (the
-inputs ``z_tilde[l]`` of each activation, e.g. for percentile plots) and :func:`eval_mode`.
+Helpers: :func:`count_parameters` and :func:`hidden_pre_activations` (the inputs
+``z_tilde[l]`` of each activation, e.g. for percentile plots). The batch norm layers of a
+model are :func:`course_lib.nn.batchnorm_layers`; :func:`course_lib.nn.as_found` borrows a
+model in eval mode and gives it back as it was.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from numbers import Integral
-from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
+from course_lib.nn import BatchNorm1d, as_found
+
 __all__ = [
     "ACTIVATIONS",
-    "bn_layers",
     "count_parameters",
-    "eval_mode",
     "hidden_pre_activations",
     "make_mlp",
 ]
@@ -206,47 +207,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def bn_layers(model: nn.Module) -> list[nn.Module]:
-    """The batch norm layers of ``model``, in order: ``course_lib``'s, ``torch.nn``'s, or any
-    module that keeps ``running_mean`` and ``running_var`` like they do.
-
-    Example:
-        >>> [m.num_features for m in bn_layers(make_mlp(64, [100, 50], 10, bn="before"))]
-        [100, 50]
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"bn_layers: expected an nn.Module (got {type(model).__name__})")
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        or (hasattr(m, "running_mean") and hasattr(m, "running_var"))
-    ]
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the ``with`` block, then restore each module's mode.
-
-    In eval mode batch norm uses its running statistics and does not update them, and
-    dropout keeps every unit.
-
-    Example:
-        >>> model = make_mlp(64, [100], 10, bn="before")
-        >>> with eval_mode(model):
-        ...     logits = model(torch.randn(1, 64))      # one example is fine in eval mode
-        >>> model.training
-        True
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def hidden_pre_activations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
     """The input of every hidden activation, ``z_tilde[l]`` (or ``z[l]`` without BN).
 
@@ -284,7 +244,7 @@ def hidden_pre_activations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
         for m in acts
     ]
     try:
-        with eval_mode(model), torch.no_grad():
+        with as_found(model, "eval"), torch.no_grad():
             model(X)
     finally:
         for h in handles:
@@ -343,13 +303,6 @@ def _check_bn_impl(bn_impl: object) -> None:
 
 def _bn_factory(bn_impl: str | Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
     if bn_impl == "course_lib":
-        try:
-            from course_lib.nn import BatchNorm1d
-        except ImportError as err:
-            raise ImportError(
-                f"make_mlp: bn_impl='course_lib' needs course_lib.nn.BatchNorm1d, which could "
-                f"not be imported ({err}); use bn_impl='torch' for torch.nn.BatchNorm1d"
-            ) from err
         return BatchNorm1d
     if bn_impl == "torch":
         return nn.BatchNorm1d

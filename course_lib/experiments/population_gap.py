@@ -32,7 +32,8 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
-from course_lib.calibration import batchnorm_layers, population_stats
+from course_lib.calibration import population_stats
+from course_lib.nn import batchnorm_layers
 
 __all__ = ["population_gap", "gap_recorder"]
 

@@ -57,14 +57,15 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from course_lib.nn import as_found
 
 __all__ = [
     "PERCENTILES",
@@ -75,7 +76,6 @@ __all__ = [
     "percentile_jitter",
     "percentile_recorder",
     "percentile_traces",
-    "preserved_state",
     "probe_gradient_direction",
     "unit_input_percentiles",
 ]
@@ -84,75 +84,6 @@ __all__ = [
 PERCENTILES: tuple[float, ...] = (15.0, 50.0, 85.0)
 
 _MODES = ("train", "eval")
-
-
-# ---------------------------------------------------------------------------------------------
-# Leaving the model exactly as it was
-
-
-@dataclass
-class _Snapshot:
-    params: list[tuple[Tensor, Tensor]]
-    grads: list[tuple[Tensor, Tensor | None]]
-    buffers: list[tuple[Tensor, Tensor]]
-    modes: list[tuple[nn.Module, bool]]
-    generators: list[tuple[torch.Generator, Tensor]]
-
-    def restore_randomness(self) -> None:
-        for g, state in self.generators:
-            g.set_state(state)
-
-    def restore_buffers(self) -> None:
-        with torch.no_grad():
-            for b, saved in self.buffers:
-                b.copy_(saved)
-
-
-def _generators(model: nn.Module) -> list[torch.Generator]:
-    """Every distinct ``torch.Generator`` held as an attribute by a module of ``model``."""
-    found: dict[int, torch.Generator] = {}
-    for m in model.modules():
-        for value in vars(m).values():
-            if isinstance(value, torch.Generator):
-                found.setdefault(id(value), value)
-    return list(found.values())
-
-
-@contextmanager
-def preserved_state(model: nn.Module) -> Iterator[_Snapshot]:
-    """Run the ``with`` block on ``model`` and put everything back afterwards.
-
-    Restored on exit, exactly (bit for bit): parameter values, their ``.grad``, buffers
-    (running statistics, ``num_batches_tracked``), each module's train/eval mode, the state
-    of every ``torch.Generator`` a module holds, and the global CPU random state (forked).
-    Inside the block the snapshot offers ``restore_randomness()`` and ``restore_buffers()``,
-    so repeated forward passes can see the same noise and the same running statistics.
-
-    Example:
-        >>> with preserved_state(model):
-        ...     model.train()(X)          # updates running statistics and draws noise...
-        >>> # ...which are now undone
-    """
-    snap = _Snapshot(
-        params=[(p, p.detach().clone()) for p in model.parameters()],
-        grads=[(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
-        buffers=[(b, b.detach().clone()) for b in model.buffers()],
-        modes=[(m, m.training) for m in model.modules()],
-        generators=[(g, g.get_state()) for g in _generators(model)],
-    )
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield snap
-    finally:
-        with torch.no_grad():
-            for p, saved in snap.params:
-                p.copy_(saved)
-        for p, grad in snap.grads:
-            p.grad = grad
-        snap.restore_buffers()
-        for m, training in snap.modes:
-            m.training = training
-        snap.restore_randomness()
 
 
 def _set_mode(model: nn.Module, mode: str, where: str) -> None:
@@ -250,7 +181,7 @@ def unit_input_percentiles(
     Runs ``model`` on ``X`` (in ``mode``, without gradients) with a forward hook on the
     submodule named ``layer`` and takes the percentiles of the columns ``units`` of what it
     receives, with linear interpolation (``np.percentile``'s default). The model is left
-    exactly as it was (:func:`preserved_state`).
+    exactly as it was (:func:`course_lib.nn.as_found`).
 
     Args:
         model: e.g. a :func:`course_lib.experiments.models.make_mlp` model.
@@ -293,7 +224,7 @@ def unit_input_percentiles(
         lambda module, args, out: captured.append(args[0].detach())
     )
     try:
-        with preserved_state(model), torch.no_grad():
+        with as_found(model, state=True), torch.no_grad():
             _set_mode(model, mode, where)
             (X,) = _on_model(model, X)
             model(X)
@@ -576,7 +507,7 @@ def probe_gradient_direction(
     again on the same batch. Every forward pass sees the same batch, the same running
     statistics and the same noise (random generators are reset before each), so the only
     thing that changes is :math:`\theta`. Afterwards the model is exactly as before
-    (:func:`preserved_state`): parameters, ``.grad``, buffers, modes, random states.
+    (:func:`course_lib.nn.as_found`): parameters, ``.grad``, buffers, modes, random states.
 
     Args:
         model: the network at the current training step.
@@ -605,7 +536,7 @@ def probe_gradient_direction(
         raise ValueError(f"{where}: the model has no trainable parameters")
     X, y = _on_model(model, X, y)
 
-    with preserved_state(model) as snap:
+    with as_found(model, state=True) as snap:
         _set_mode(model, mode, where)
         start = [p.detach().clone() for p in params]
 

@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from course_lib.activations import sigmoid_regimes
 from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import bn_layers, hidden_pre_activations, make_mlp
+from course_lib.experiments.models import hidden_pre_activations, make_mlp
+from course_lib.nn import batchnorm_layers
 from course_lib.experiments.training import History, Recorder, train
 
 __all__ = [
@@ -173,7 +174,7 @@ def bn_parameter_change(step: int, model: nn.Module) -> dict[str, float]:
     model without batch norm). Use it as ``digits_run(..., record=bn_parameter_change)``.
     """
     gamma_change = beta_change = 0.0
-    for bn in bn_layers(model):
+    for _, bn in batchnorm_layers(model):
         if bn.weight is not None:
             gamma_change = max(gamma_change, float((bn.weight.detach() - 1.0).abs().max()))
         if bn.bias is not None:

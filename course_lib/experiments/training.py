@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.data import Split
-from course_lib.experiments.models import eval_mode
+from course_lib.nn import as_found
 
 __all__ = ["History", "OPTIMIZERS", "PROGRESS_MIN_STEPS", "Recorder", "evaluate", "train"]
 
@@ -182,7 +182,7 @@ def evaluate(model: nn.Module, X: Tensor, y: Tensor) -> float:
 
 
 def _loss_and_accuracy(model: nn.Module, X: Tensor, y: Tensor) -> tuple[float, float]:
-    with eval_mode(model), torch.no_grad():
+    with as_found(model, "eval"), torch.no_grad():
         logits = model(X)
         loss = float(F.cross_entropy(logits, y))
         finite = torch.isfinite(logits).all(dim=1)
@@ -334,7 +334,7 @@ def train(
             return
         values: dict[str, float] = {}
         for recorder in recorders:
-            with eval_mode(model):
+            with as_found(model, "eval"):
                 values.update(_call_recorder(recorder, step, model, values))
         if step > 0 and set(values) != set(history.records):
             raise ValueError(
@@ -410,8 +410,9 @@ def _blew_up(model: nn.Module, X_batch: Tensor) -> bool:
     """
     if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
         return True
-    # Close enough to the largest float that a layer's sum over the batch overflows.
-    limit = torch.finfo(X_batch.dtype).max * 1e-4
+    # Close enough to overflow that a layer's statistics overflow: batch norm's variance
+    # squares its inputs, so the limit is near the square root of the largest float.
+    limit = math.sqrt(torch.finfo(X_batch.dtype).max) * 1e-3
 
     def check(module: nn.Module, args: tuple) -> None:
         for a in args:
