@@ -14,13 +14,19 @@ array's type and imports torch lazily, so ``import course_lib.batchnorm`` never 
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import Any, Sequence
 
 import numpy as np
 
 __all__ = [
     "is_torch",
+    "is_int",
+    "is_real",
     "to_numpy64",
+    "check_int",
+    "check_number",
+    "as_float64_array",
     "check_float_array",
     "check_min_ndim",
     "check_same_dtype",
@@ -48,6 +54,111 @@ def to_numpy64(x: Any) -> np.ndarray:
     if is_torch(x):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def is_int(value: Any) -> bool:
+    """An integer, Python's or numpy's; never ``bool`` (``True`` is not a count)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """A real number (int, float, numpy scalar); never ``bool``."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _where(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def check_int(
+    value: Any,
+    name: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    where: str | None = None,
+) -> int:
+    """Return ``value`` as an ``int``; raise unless it is an integer in [minimum, maximum].
+
+    ``where`` (e.g. the function's name) starts the message.
+    """
+    if not is_int(value):
+        raise TypeError(
+            f"{_where(where)}{name} must be an int (got {type(value).__qualname__} {value!r}); "
+            f"pass a whole number, e.g. {name}={1 if minimum is None else max(minimum, 1)}"
+        )
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            need = f"an int >= {minimum}"
+        elif minimum is None:
+            need = f"an int <= {maximum}"
+        else:
+            need = f"between {minimum} and {maximum}"
+        raise ValueError(f"{_where(where)}{name} must be {need} (got {value})")
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    where: str | None = None,
+) -> float:
+    """Return ``value`` as a finite ``float``; raise unless it is a real number in range.
+
+    ``above``/``below`` are strict bounds, ``at_least`` an inclusive one. ``where`` (e.g. the
+    function's name) starts the message.
+    """
+    if not is_real(value):
+        raise TypeError(
+            f"{_where(where)}{name} must be a real number (got {type(value).__qualname__} "
+            f"{value!r}); pass a float"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{_where(where)}{name} must be finite (got {value})")
+    if above is not None and below is not None:
+        if not above < value < below:
+            raise ValueError(
+                f"{_where(where)}{name} must be between {above:g} and {below:g} (got {value:g})"
+            )
+    elif above is not None and not value > above:
+        raise ValueError(f"{_where(where)}{name} must be > {above:g} (got {value:g})")
+    elif below is not None and not value < below:
+        raise ValueError(f"{_where(where)}{name} must be < {below:g} (got {value:g})")
+    if at_least is not None and not value >= at_least:
+        raise ValueError(f"{_where(where)}{name} must be >= {at_least:g} (got {value:g})")
+    return value
+
+
+def as_float64_array(
+    value: Any,
+    name: str,
+    *,
+    where: str | None = None,
+    nonempty: bool = False,
+    finite: bool = False,
+) -> np.ndarray:
+    """``value`` (array-like of integers or floats) as a float64 numpy array, checked."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{_where(where)}expected {name} to be an integer or float array (got dtype "
+            f"{arr.dtype}); convert with np.asarray({name}, dtype=float)"
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if nonempty and arr.size == 0:
+        raise ValueError(f"{_where(where)}expected at least one value in {name} (got none)")
+    if finite and not np.all(np.isfinite(arr)):
+        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"{_where(where)}{name} contains {n_bad} NaN or infinite value(s); pass finite "
+            "values (find them with np.argwhere(~np.isfinite(...)))"
+        )
+    return arr
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -125,7 +236,7 @@ def check_channel_count(t: Any, name: str, num_channels: int) -> None:
 
 def check_unit_interval(value: Any, name: str) -> float:
     """Return ``value`` as a float; raise unless it is a number in [0, 1] (a weight)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    if not is_real(value):
         raise TypeError(
             f"expected {name} to be a number in [0, 1] (got {type(value).__qualname__} "
             f"{value!r}); pass a float such as {name}=0.1"
@@ -166,7 +277,7 @@ def check_eps(eps: Any, training: bool = True) -> float:
     divide by 0), ``eps < 0`` always. NaN turns every output into NaN and inf every output
     into beta, so neither is accepted.
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+    if not is_real(eps):
         raise TypeError(
             f"expected eps to be a positive number, got {type(eps).__qualname__} ({eps!r}); "
             "pass a float such as eps=1e-5"

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.batchnorm import batch_stats, values_per_channel
 from course_lib.nn import as_found, batchnorm_layers, is_batchnorm  # noqa: F401 (re-export)
 from course_lib.running_stats import unbiased_var
@@ -76,7 +77,7 @@ def _batches(data: Any, batch_size: int | None) -> Iterable[Any]:
         )
     if isinstance(data, torch.Tensor):
         size = 256 if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        if not _checks.is_int(size) or size < 2:
             raise ValueError(
                 f"expected batch_size >= 2 (got {size!r}): batch norm in training mode needs "
                 "more than one value per channel"

@@ -32,7 +32,7 @@ A second difference: PyTorch normalizes each batch with the *biased* variance
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -240,7 +240,7 @@ def bias_correction(running: Any, *, beta: float, t: int) -> Any:
     beta = _checks.check_unit_interval(beta, "beta")
     if beta == 1.0:
         raise ValueError("beta=1 never moves the average away from its start; use beta < 1")
-    if isinstance(t, bool) or int(t) != t or t < 1:
+    if not _checks.is_int(t) or t < 1:
         raise ValueError(f"expected t >= 1, the number of updates so far (got {t!r})")
     return running / (1.0 - beta ** int(t))
 

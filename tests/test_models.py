@@ -196,9 +196,9 @@ def test_activations_by_name_and_class():
     [
         ({"widths": 100}, TypeError, r"widths must be a list of hidden-layer sizes .*got int 100"),
         ({"widths": "100"}, TypeError, r"widths must be a list of hidden-layer sizes"),
-        ({"widths": [100, 0]}, ValueError, r"widths\[1\] must be a positive int \(got 0\)"),
-        ({"widths": [100.0]}, TypeError, r"widths\[0\] must be a positive int"),
-        ({"in_features": 0}, ValueError, "in_features must be a positive int"),
+        ({"widths": [100, 0]}, ValueError, r"make_mlp: widths\[1\] must be an int >= 1 \(got 0\)"),
+        ({"widths": [100.0]}, TypeError, r"make_mlp: widths\[0\] must be an int \(got float"),
+        ({"in_features": 0}, ValueError, "make_mlp: in_features must be an int >= 1"),
         ({"activation": "softplus"}, ValueError, r"unknown activation 'softplus'; use one of \['relu', 'sigmoid', 'tanh'\]"),
         ({"activation": nn.ReLU()}, TypeError, r"pass ReLU instead of ReLU\(\)"),
         ({"activation": 3}, TypeError, "activation must be"),

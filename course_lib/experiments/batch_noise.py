@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from course_lib import _checks
 from course_lib.batchnorm import batch_stats
 from course_lib.nn import as_found, batchnorm_layers
 
@@ -46,14 +47,6 @@ __all__ = [
     "batch_mean_spread",
     "batch_var_spread",
 ]
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"expected {name} to be an int (got {type(value).__qualname__})")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum} (got {value})")
-    return int(value)
 
 
 def outputs_across_batches(
@@ -106,8 +99,8 @@ def outputs_across_batches(
     """
     import torch
 
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    n_batches = _check_count(n_batches, "n_batches", 1)
+    batch_size = _checks.check_int(batch_size, "batch_size", 1)
+    n_batches = _checks.check_int(n_batches, "n_batches", 1)
     if not isinstance(pool, torch.Tensor) or not isinstance(example, torch.Tensor):
         raise TypeError(
             "expected example and pool to be torch tensors; convert with "
@@ -246,7 +239,7 @@ def _spread(
 ) -> np.ndarray:
     pop = _population(population)
     sizes = _batch_sizes(batch_sizes)
-    n_draws = _check_count(n_draws, "n_draws", 2)
+    n_draws = _checks.check_int(n_draws, "n_draws", 2)
     rng = np.random.default_rng(seed)
     return np.array(
         [_draw_batch_stats(pop, int(m), n_draws, rng)[which].std(ddof=1) for m in sizes]

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
+
 __all__ = ["LayerGradient", "bias_effect", "bias_gradients", "hidden_linears", "with_bias"]
 
 
@@ -86,7 +88,7 @@ def with_bias(model: nn.Sequential, *, seed: int = 0, scale: float = 1.0) -> nn.
         The new model, in the same mode, dtype and device as ``model``.
     """
     names = hidden_linears(model)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
+    if not _checks.is_real(scale) or not scale >= 0:
         raise ValueError(f"with_bias: scale must be a non-negative number (got {scale!r})")
     new = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.experiments.data import CovariateShiftTask, make_covariate_shift_task
 from course_lib.experiments.models import make_mlp
 from course_lib.experiments.training import History, evaluate, train
@@ -192,7 +193,7 @@ def decision_grid(
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
         if len(lim) != 2 or not all(np.isfinite(lim)) or not lim[0] < lim[1]:
             raise ValueError(f"decision_grid: {name} must be (low, high) with low < high (got {lim!r})")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not _checks.is_int(n) or n < 2:
         raise ValueError(f"decision_grid: n must be an int >= 2 (got {n!r})")
     x1, x2 = np.meshgrid(np.linspace(*xlim, n), np.linspace(*ylim, n))
     grid = torch.tensor(np.column_stack([x1.ravel(), x2.ravel()]), dtype=torch.float32)

@@ -24,23 +24,16 @@ forgotten ``model.eval()``, shown in the chapter.)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.nn import as_found, batchnorm_layers
 
 __all__ = ["predict_in_batches", "batch_dependence"]
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"expected {name} to be an int (got {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum} (got {value})")
-    return int(value)
 
 
 def _in_training_mode(model: nn.Module) -> bool:
@@ -101,8 +94,8 @@ def predict_in_batches(
             f"expected X to be a torch.Tensor (got {type(X).__name__}); convert with "
             "torch.as_tensor(X, dtype=torch.float32)"
         )
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    n_shuffles = _check_count(n_shuffles, "n_shuffles", 1)
+    batch_size = _checks.check_int(batch_size, "batch_size", 1)
+    n_shuffles = _checks.check_int(n_shuffles, "n_shuffles", 1)
     n = X.shape[0] if X.ndim >= 1 else 0
     if n < 2:
         raise ValueError(f"expected X of shape (N, ...) with N >= 2 examples (got shape {tuple(X.shape)})")
@@ -169,7 +162,7 @@ def batch_dependence(
             "expected y to be a 1D tensor of labels with one entry per row of X (got "
             f"{type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))})"
         )
-    n_shuffles = _check_count(n_shuffles, "n_shuffles", 1)
+    n_shuffles = _checks.check_int(n_shuffles, "n_shuffles", 1)
     accuracy, spread, changed = [], [], []
     labels = y.cpu()
     for m in batch_sizes:

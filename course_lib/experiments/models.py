@@ -35,11 +35,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from numbers import Integral
 
 import torch
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.nn import BatchNorm1d, as_found
 
 __all__ = [
@@ -120,14 +120,14 @@ def make_mlp(
         >>> model(torch.randn(60, 64)).shape
         torch.Size([60, 10])
     """
-    in_features = _check_positive_int(in_features, "in_features")
-    out_features = _check_positive_int(out_features, "out_features")
+    in_features = _checks.check_int(in_features, "in_features", 1, where="make_mlp")
+    out_features = _checks.check_int(out_features, "out_features", 1, where="make_mlp")
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
         raise TypeError(
             f"make_mlp: widths must be a list of hidden-layer sizes such as [100, 100, 100] "
             f"(got {type(widths).__name__} {widths!r})"
         )
-    widths = [_check_positive_int(w, f"widths[{i}]") for i, w in enumerate(widths)]
+    widths = [_checks.check_int(w, f"widths[{i}]", 1, where="make_mlp") for i, w in enumerate(widths)]
     make_activation = _activation_factory(activation)
     if bn not in _BN_POSITIONS:
         raise ValueError(
@@ -137,7 +137,7 @@ def make_mlp(
     _check_bn_impl(bn_impl)
     make_bn = _bn_factory(bn_impl) if bn is not None else None
     if init_scale is not None:
-        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)):
+        if not _checks.is_real(init_scale):
             raise TypeError(
                 f"make_mlp: init_scale must be a positive number or None (got "
                 f"{type(init_scale).__name__})"
@@ -147,7 +147,7 @@ def make_mlp(
                 f"make_mlp: init_scale is the standard deviation of the initial weights and "
                 f"must be positive and finite (got {init_scale})"
             )
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+    if not _checks.is_real(dropout):
         raise TypeError(
             f"make_mlp: dropout must be a number in [0, 1) (got {type(dropout).__name__})"
         )
@@ -156,7 +156,7 @@ def make_mlp(
             f"make_mlp: dropout is the probability of dropping a unit and must be in [0, 1) "
             f"(got {dropout})"
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and (not _checks.is_int(seed)):
         raise TypeError(f"make_mlp: seed must be an int or None (got {type(seed).__name__})")
 
     def build() -> nn.Sequential:
@@ -250,16 +250,6 @@ def hidden_pre_activations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
         for h in handles:
             h.remove()
     return inputs
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(
-            f"make_mlp: {name} must be a positive int (got {type(value).__name__} {value!r})"
-        )
-    if value < 1:
-        raise ValueError(f"make_mlp: {name} must be a positive int (got {value})")
-    return int(value)
 
 
 def _activation_factory(activation: object) -> Callable[[], nn.Module]:

@@ -31,12 +31,12 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.activations import sigmoid_regimes
 from course_lib.experiments.data import load_digits_split
 from course_lib.experiments.models import hidden_pre_activations, make_mlp
@@ -426,7 +426,7 @@ def _positive_sorted(values: Iterable[float], where: str, name: str) -> list[flo
         raise TypeError(f"{where}: {name} must be a list of positive numbers (got {values!r})")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        if not _checks.is_real(v):
             raise TypeError(f"{where}: {name} must be numbers (got {type(v).__name__} {v!r})")
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{where}: {name} must be positive and finite (got {v})")

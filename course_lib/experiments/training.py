@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.data import Split
 from course_lib.nn import as_found
 
@@ -263,13 +264,13 @@ def train(
             f"train: data must be a course_lib.experiments.data.Split (got {type(data).__name__}); "
             f"build one with load_digits_split() or Split(X_train, y_train, X_test, y_test)"
         )
-    steps = _check_int(steps, "steps", minimum=1)
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
-    seed = _check_int(seed, "seed", minimum=0)
+    steps = _checks.check_int(steps, "steps", 1, where="train")
+    batch_size = _checks.check_int(batch_size, "batch_size", 1, where="train")
+    seed = _checks.check_int(seed, "seed", 0, where="train")
     if eval_every is None:
         eval_every = max(1, steps // 100)
-    eval_every = _check_int(eval_every, "eval_every", minimum=1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+    eval_every = _checks.check_int(eval_every, "eval_every", 1, where="train")
+    if not _checks.is_real(lr):
         raise TypeError(f"train: lr must be a positive number (got {type(lr).__name__})")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"train: lr must be positive and finite (got {lr})")
@@ -284,9 +285,7 @@ def train(
         )
     recorders = _check_recorders(record)
     if stop_at_test_acc is not None and (
-        isinstance(stop_at_test_acc, bool)
-        or not isinstance(stop_at_test_acc, (int, float))
-        or not 0.0 <= stop_at_test_acc <= 1.0
+        not _checks.is_real(stop_at_test_acc) or not 0.0 <= stop_at_test_acc <= 1.0
     ):
         raise ValueError(
             f"train: stop_at_test_acc is an accuracy in [0, 1] or None (got "
@@ -486,11 +485,3 @@ def _check_recorders(record: object) -> list[Recorder]:
                 f"them (got {type(r).__name__})"
             )
     return recorders
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"train: {name} must be an int (got {type(value).__name__} {value!r})")
-    if value < minimum:
-        raise ValueError(f"train: {name} must be at least {minimum} (got {value})")
-    return value
