@@ -226,12 +226,17 @@ def check_channel_count(t: Any, name: str, num_channels: int) -> None:
     """Raise torch's ``ValueError`` unless the per-channel tensor ``t`` has one value per
     channel: "weight should contain 4 elements not 5", then the fix."""
     n = t.numel() if is_torch(t) else int(np.size(t))
-    if n != num_channels or t.ndim != 1:
+    fix = (
+        f"pass one value per channel of input.shape[1] = {num_channels}, a tensor of shape "
+        f"({num_channels},)"
+    )
+    if n != num_channels:
         raise ValueError(
             f"{name} should contain {num_channels} elements not {n} (shape "
-            f"{_shape_str(t.shape)}); pass one value per channel of input.shape[1] = "
-            f"{num_channels}, a tensor of shape ({num_channels},)"
+            f"{_shape_str(t.shape)}); {fix}"
         )
+    if t.ndim != 1:
+        raise ValueError(f"{name} should be a vector, not of shape {_shape_str(t.shape)}; {fix}")
 
 
 def check_unit_interval(value: Any, name: str) -> float:
