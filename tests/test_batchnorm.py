@@ -462,3 +462,77 @@ def test_backward_rejects_wrong_dout_and_cache():
             backward(np.ones((4, 3), np.int64), cache)
         with pytest.raises(TypeError, match=r"expected cache to be a BatchNormCache, got tuple"):
             backward(np.ones((4, 3)), tuple(cache))
+
+
+# ---------------------------------------------------------------- robustness
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e20), (np.float64, 1e200)])
+def test_overflowing_variance_is_refused_not_turned_into_beta(dtype, big):
+    x = np.array([[big, 1.0], [-big, 2.0], [big, 3.0]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"mean or variance of x overflowed .*Rescale the input"):
+        batchnorm_forward(x, np.ones(2, dtype), np.full(2, 7.0, dtype))
+
+
+@pytest.mark.parametrize("eps, error, words", [
+    (None, TypeError, "expected eps to be a positive number, got NoneType"),
+    ("1e-5", TypeError, "got str"),
+    (np.nan, ValueError, "eps must be a finite number, but got nan"),
+    (np.inf, ValueError, "eps must be a finite number, but got inf"),
+    (-1e-3, ValueError, "eps must be positive during training"),
+])
+def test_eps_must_be_a_positive_finite_number(eps, error, words):
+    x, gamma, beta = valid()
+    with pytest.raises(error) as info:
+        batchnorm_forward(x, gamma, beta, eps=eps)
+    assert words in str(info.value)
+
+
+@SETTINGS
+@given(
+    shape=st.sampled_from(list(SHAPES)),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+    eps=st.sampled_from([1e-5, 1e-2, 1.0]),
+)
+def test_valid_inputs_match_torch_property(shape, dtype, seed, eps):
+    x, gamma, beta, dout = random_problem(shape, dtype, seed)
+    x = x * np.asarray(10.0 ** (seed % 5 - 2), dtype)  # scales from 1e-2 to 1e2
+    out, cache = batchnorm_forward(x, gamma, beta, eps)
+    ref = torch_reference(x, gamma, beta, dout, eps)
+    tol = TOL[dtype] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for got, want in zip((out, *batchnorm_backward(dout, cache)), ref):
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got / scale, want / scale, **tol)
+
+
+@SETTINGS
+@given(
+    shape=st.sampled_from(list(SHAPES)),
+    dtype=st.sampled_from(DTYPES),
+    bad=st.sampled_from(["nan", "inf", "gamma", "beta", "dtype", "eps", "overflow", "1d"]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_refused_input_is_left_untouched(shape, dtype, bad, seed):
+    x, gamma, beta, _ = random_problem(shape, dtype, seed)
+    eps = 1e-5
+    if bad in ("nan", "inf"):
+        x.reshape(-1)[seed % x.size] = float(bad)
+    elif bad == "gamma":
+        gamma = np.ones(shape[1] + 1, dtype)
+    elif bad == "beta":
+        beta = beta.astype(np.float64 if dtype == np.float32 else np.float32)
+    elif bad == "dtype":
+        x = x.astype(np.float16)
+    elif bad == "eps":
+        eps = [None, "1e-5", np.nan, np.inf, 0.0, -1.0][seed % 6]
+    elif bad == "overflow":
+        big = 1e20 if dtype == np.float32 else 1e200
+        x[0, 0], x[1, 0] = big, -big
+    else:
+        x = x.reshape(-1)
+    copies = [a.copy() for a in (x, gamma, beta)]
+    with pytest.raises((ValueError, TypeError)):
+        batchnorm_forward(x, gamma, beta, eps)
+    for original, copy in zip((x, gamma, beta), copies):
+        np.testing.assert_array_equal(original, copy)
