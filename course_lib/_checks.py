@@ -317,10 +317,11 @@ def check_finite(
         channel_means: optional per-channel means of ``x`` computed anyway. A NaN or inf
             anywhere in a channel makes its mean non-finite, so finite means prove a finite
             input at no cost and the full scan runs only when something is wrong.
-        channel_vars: optional per-channel variances of ``x``. With finite values they can
-            still overflow (``(x - mu) ** 2`` for ``|x|`` near the square root of the
-            dtype's largest value); that is refused too, or the output would silently be
-            ``beta``.
+        channel_vars: optional per-channel variances of ``x``, computed from ``x - mu``. A
+            non-finite input or mean makes them non-finite too, so they alone prove a finite
+            input; and with finite values they can still overflow (``(x - mu) ** 2`` for
+            ``|x|`` near the square root of the dtype's largest value), which is refused
+            too, or the output would silently be ``beta``.
     """
     if is_torch(x):
         import torch as xp

@@ -44,6 +44,7 @@ __all__ = [
     "reduce_axes",
     "per_channel",
     "values_per_channel",
+    "stop_gradient",
     "bn_forward",
     "bn_backward",
     "bn_backward_graph",
@@ -125,6 +126,15 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
     return math.prod((shape[0], *shape[2:]))
 
 
+def stop_gradient(a: np.ndarray) -> np.ndarray:
+    """``a`` as a constant: a torch tensor detached from autograd's graph, numpy as it is.
+
+    For a shift the output does not depend on (:func:`bn_forward`'s ``K``): its gradient
+    is exactly 0, so autograd need not compute it.
+    """
+    return a.detach() if _checks.is_torch(a) else a
+
+
 # ---------------------------------------------------------------- teaching functions
 
 
@@ -138,12 +148,12 @@ def bn_forward(
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch norm in training mode: normalize each channel of z, scale and shift."""
     axes = reduce_axes(z)                      # every axis but the channel axis 1
-    K = z[:1].mean(axis=axes, keepdims=True)   # shift by a value near the data,
+    K = stop_gradient(z[:1].mean(axis=axes, keepdims=True))  # a constant near the data,
     z_c = z - K                                # so sums keep their digits
     mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
     z_mu = z_c - mu_c                          # z - mu
     sigma2 = (z_mu**2).mean(axis=axes, keepdims=True)  # biased: divide by m
-    inv_std = 1 / (sigma2 + eps) ** 0.5
+    inv_std = (sigma2 + eps) ** -0.5           # 1 / sqrt(sigma2 + eps)
     z_norm = z_mu * inv_std
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
     mu = (K + mu_c).ravel()
@@ -272,7 +282,7 @@ def batchnorm_forward(
     eps = _checks.check_eps(eps)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
         out, cache = bn_forward(x, gamma, beta, eps)
-    _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+    _checks.check_finite(x, channel_vars=cache.var)
     return out, cache
 
 

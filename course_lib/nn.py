@@ -127,7 +127,7 @@ def batch_norm(
         if m > 0:  # an empty batch leaves the running statistics alone, as in torch
             with torch.no_grad():  # bookkeeping, not part of the model's gradient
                 # Course addition: refuse NaN/inf (and overflow) before any state changes.
-                _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+                _checks.check_finite(x, channel_vars=cache.var)
                 new_mean, new_var = running_stats_step(
                     running_mean, running_var, cache.mu, cache.var, m, momentum
                 )

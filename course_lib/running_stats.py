@@ -324,7 +324,7 @@ def update_running_stats(
     t = int(num_batches_tracked) + 1
     x64 = _checks.to_numpy64(x)
     mu, var = batch_stats(x64)  # the biased variance: the one the forward pass normalizes with
-    _checks.check_finite(x64, channel_means=mu, channel_vars=var)
+    _checks.check_finite(x64, channel_vars=var)
     w = new_value_weight("pytorch", momentum=momentum, num_batches_tracked=t)
     m = values_per_channel(x64.shape)
     new_mean, new_var = running_stats_step(rm64, rv64, mu, var, m, w)

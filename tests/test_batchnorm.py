@@ -27,6 +27,7 @@ from course_lib.batchnorm import (
     batchnorm_forward,
     per_channel,
     reduce_axes,
+    stop_gradient,
     values_per_channel,
 )
 
@@ -351,6 +352,23 @@ def test_naive_variance_would_fail_the_large_mean_tests():
     assert plain_mean_error > 1e-1  # off by more than a tenth of the spread
     mu, _ = batch_stats(x32)
     assert np.abs(mu - x32.astype(np.float64).mean(axis=0)).max() < 0.1  # ~ulp(1e6) = 0.06
+
+
+def test_stop_gradient_and_the_shift_do_not_change_the_gradient():
+    """K is a constant: the output does not depend on it, so its gradient is not needed.
+    bn_forward on tensors (as course_lib.nn runs it) gives torch's gradients, shift or not."""
+    a = np.ones(3)
+    assert stop_gradient(a) is a
+    t = torch.ones(3, requires_grad=True)
+    assert not stop_gradient(t * 2).requires_grad
+    x, gamma, beta, dout = random_problem((6, 5, 4, 3), np.float64, seed=0)
+    z = torch.tensor(x + 1e3, requires_grad=True)  # a large mean, to make K matter
+    g, b = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+    z_tilde, _ = bn_forward(z, g, b)
+    z_tilde.backward(torch.from_numpy(dout))
+    _, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x + 1e3, gamma, beta, dout)
+    for got, want in ((z.grad, ref_dx), (g.grad, ref_dgamma), (b.grad, ref_dbeta)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
 
 
 def test_shift_is_needed_for_a_large_mean():
