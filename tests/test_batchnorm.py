@@ -117,25 +117,16 @@ def test_batch_stats_constant_channel_has_exactly_zero_variance():
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_teaching_forward_backward_match_torch(shape, dtype, seed):
-    """bn_forward and bn_backward, the functions the page shows, against torch."""
+@pytest.mark.parametrize(
+    "forward, backward",
+    [(bn_forward, bn_backward), (batchnorm_forward, batchnorm_backward)],
+    ids=["teaching", "checked"],
+)
+def test_forward_backward_match_torch(forward, backward, shape, dtype, seed):
+    """bn_forward and bn_backward (what the page shows), and the checked API, against torch."""
     x, gamma, beta, dout = random_problem(shape, dtype, seed)
-    out, cache = bn_forward(x, gamma, beta)
-    dx, dgamma, dbeta = bn_backward(dout, cache)
-    ref_out, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x, gamma, beta, dout)
-
-    for got, want in [(out, ref_out), (dx, ref_dx), (dgamma, ref_dgamma), (dbeta, ref_dbeta)]:
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, **TOL[dtype])
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", list(SHAPES))
-def test_forward_backward_match_torch(shape, dtype, seed):
-    x, gamma, beta, dout = random_problem(shape, dtype, seed)
-    out, cache = batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+    out, cache = forward(x, gamma, beta)
+    dx, dgamma, dbeta = backward(dout, cache)
     ref_out, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x, gamma, beta, dout)
 
     for got, want in [(out, ref_out), (dx, ref_dx), (dgamma, ref_dgamma), (dbeta, ref_dbeta)]:
