@@ -25,6 +25,7 @@ __all__ = [
     "is_real",
     "to_numpy64",
     "check_int",
+    "check_mode",
     "check_number",
     "as_float64_array",
     "check_float_array",
@@ -159,6 +160,17 @@ def as_float64_array(
             "values (find them with np.argwhere(~np.isfinite(...)))"
         )
     return arr
+
+
+def check_mode(mode: Any, where: str | None = None, allow_none: bool = False) -> Any:
+    """Return ``mode``; raise unless it is ``"train"`` or ``"eval"`` (or ``None`` if allowed)."""
+    if mode in ("train", "eval") or (allow_none and mode is None):
+        return mode
+    keep = ", or None to keep each module's mode" if allow_none else ""
+    raise ValueError(
+        f"{_where(where)}mode must be 'train' (batch statistics and noise, as in a training "
+        f"step) or 'eval' (running statistics, no noise){keep} (got {mode!r})"
+    )
 
 
 def _shape_str(shape: Sequence[int]) -> str:

@@ -302,11 +302,7 @@ def as_found(
         raise TypeError(
             f"expected model to be a torch.nn.Module (got {type(model).__qualname__})"
         )
-    if mode not in (None, "train", "eval"):
-        raise ValueError(
-            f"expected mode 'train', 'eval' or None (got {mode!r}); 'eval' uses the running "
-            "statistics, 'train' the batch's own, None keeps each module's mode"
-        )
+    _checks.check_mode(mode, "as_found", allow_none=True)
     snap = Snapshot(modes=[(m, m.training) for m in model.modules()])
     if state:
         snap.params = [(p, p.detach().clone()) for p in model.parameters()]

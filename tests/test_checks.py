@@ -209,3 +209,11 @@ def test_check_float_tensor():
         _checks.check_float_tensor(torch.zeros(2, dtype=torch.long))
     with pytest.raises(TypeError, match=r"expected input of dtype torch.float32 .*got torch.float64"):
         _checks.check_float_tensor(torch.zeros(2, dtype=torch.float64), torch.float32)
+
+
+def test_check_mode():
+    assert _checks.check_mode("train") == "train" and _checks.check_mode(None, allow_none=True) is None
+    with pytest.raises(ValueError, match=r"probe: mode must be 'train' .* or 'eval' .*\(got 'test'\)"):
+        _checks.check_mode("test", "probe")
+    with pytest.raises(ValueError, match="got None"):
+        _checks.check_mode(None)

@@ -84,18 +84,6 @@ __all__ = [
 #: The percentiles of Ioffe & Szegedy's Fig. 1 (b-c).
 PERCENTILES: tuple[float, ...] = (15.0, 50.0, 85.0)
 
-_MODES = ("train", "eval")
-
-
-def _set_mode(model: nn.Module, mode: str, where: str) -> None:
-    if mode not in _MODES:
-        raise ValueError(
-            f"{where}: mode must be 'train' (batch statistics and noise, as in a training "
-            f"step) or 'eval' (running statistics, no noise) (got {mode!r})"
-        )
-    model.train(mode == "train")
-
-
 def _check_batch(X: object, where: str, y: object = None) -> None:
     if not isinstance(X, Tensor) or not X.is_floating_point() or X.ndim != 2:
         raise TypeError(
@@ -225,8 +213,7 @@ def unit_input_percentiles(
         lambda module, args, out: captured.append(args[0].detach())
     )
     try:
-        with as_found(model, state=True), torch.no_grad():
-            _set_mode(model, mode, where)
+        with as_found(model, _checks.check_mode(mode, where), state=True), torch.no_grad():
             (X,) = _on_model(model, X)
             model(X)
     finally:
@@ -280,8 +267,7 @@ def percentile_recorder(
     """
     # Fail now, not at step 0 inside train().
     _check_batch(X, "percentile_recorder")
-    if mode not in _MODES:
-        _set_mode(nn.Identity(), mode, "percentile_recorder")
+    _checks.check_mode(mode, "percentile_recorder")
     single = _checks.is_int(units)
     if not single:
         if isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units:
@@ -537,8 +523,7 @@ def probe_gradient_direction(
         raise ValueError(f"{where}: the model has no trainable parameters")
     X, y = _on_model(model, X, y)
 
-    with as_found(model, state=True) as snap:
-        _set_mode(model, mode, where)
+    with as_found(model, _checks.check_mode(mode, where), state=True) as snap:
         start = [p.detach().clone() for p in params]
 
         def loss_and_grad() -> tuple[float, list[Tensor]]:
@@ -600,8 +585,7 @@ def landscape_recorder(
     """
     _check_batch(X, "landscape_recorder", y)
     eta_arr = _check_etas(etas, "landscape_recorder")
-    if mode not in _MODES:
-        _set_mode(nn.Identity(), mode, "landscape_recorder")
+    _checks.check_mode(mode, "landscape_recorder")
     if not _checks.is_int(every) or every < 1:
         raise ValueError(f"landscape_recorder: every must be a positive int (got {every!r})")
     skipped = {k: math.nan for k in GradientDirectionProbe.record_keys(prefix)}
