@@ -36,7 +36,6 @@ every module's train/eval mode are restored.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable, Literal
 
 import numpy as np
@@ -126,7 +125,7 @@ class _Moments:
         self.m2: np.ndarray | None = None
 
     def add(self, x: torch.Tensor) -> None:
-        x64 = x.detach().cpu().double().numpy()
+        x64 = _checks.to_numpy64(x)
         n_b = values_per_channel(x64.shape)
         if n_b == 0:
             return
@@ -238,8 +237,9 @@ def population_stats(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each batch norm layer's exact mean and (unbiased) variance over ``data``; no side effects.
 
-    What ``recalibrate_bn(method="exact")`` would store, computed on a copy of ``model``,
-    so the model's running statistics can be compared with them.
+    What ``recalibrate_bn(method="exact")`` would store, computed on ``model`` and then undone
+    (:func:`course_lib.nn.as_found`), so the model's running statistics can be compared with
+    them.
 
     Returns:
         ``{layer name: (mean, var)}``, float64 numpy arrays of shape ``(C,)``.
@@ -250,11 +250,12 @@ def population_stats(
         >>> list(stats), stats["1"][0].shape
         (['1'], (8,))
     """
-    clone = recalibrate_bn(copy.deepcopy(model), data, batch_size, method="exact")
-    return {
-        name: (
-            bn.running_mean.detach().cpu().double().numpy(),
-            bn.running_var.detach().cpu().double().numpy(),
-        )
-        for name, bn in _calibratable(clone)
-    }
+    with as_found(model, state=True):  # the model's own statistics come back afterwards
+        recalibrate_bn(model, data, batch_size, method="exact")
+        return {
+            name: (
+                _checks.to_numpy64(bn.running_mean).copy(),  # a copy: the buffers are restored
+                _checks.to_numpy64(bn.running_var).copy(),
+            )
+            for name, bn in _calibratable(model)
+        }

@@ -166,3 +166,24 @@ def test_errors():
         recalibrate_bn(bn, torch.randn(8, 3), method="ema")
     with pytest.raises(TypeError, match="nn.Module"):
         recalibrate_bn("model", torch.randn(8, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_population_stats_leaves_the_model_as_found(dtype):
+    """population_stats borrows the model (course_lib.nn.as_found) and hands it back: same
+    buffers, modes and momentum; and its result does not change when the buffers are restored
+    (float64 buffers would share memory with a numpy view)."""
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), cnn.BatchNorm1d(4, momentum=0.3), nn.Dropout(0.2)).to(dtype)
+    model(torch.randn(16, 3, generator=gen, dtype=dtype))
+    model[1].eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    X = torch.randn(200, 3, generator=gen, dtype=dtype) * 2 + 1
+    mean, var = population_stats(model, X, batch_size=50)["1"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert [m.training for m in model.modules()] == modes and model[1].momentum == 0.3
+    h = model[0](X).detach().double()
+    np.testing.assert_allclose(mean, h.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, h.var(0).numpy(), rtol=1e-4)
