@@ -180,18 +180,16 @@ def bn_backward(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
 
 def bn_backward_graph(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
     """Batch norm backward pass, one node of the graph at a time, from (7) to (1)."""
-    z_norm, gamma, _, sigma2, inv_std, eps = cache
-    axes, m = reduce_axes(z_norm), values_per_channel(z_norm.shape)
+    z_norm, gamma, _, _, inv_std, _ = cache
+    axes, m, nd = reduce_axes(z_norm), values_per_channel(z_norm.shape), z_norm.ndim
 
     def total(a):  # a per-channel node feeds all m positions: sum their gradients
         return a.sum(axis=axes, keepdims=True)
 
-    gamma, sigma2, inv_std = (per_channel(v, z_norm.ndim)
-                              for v in (gamma, sigma2, inv_std))
-    std = np.sqrt(sigma2 + eps)
+    gamma, inv_std = per_channel(gamma, nd), per_channel(inv_std, nd)
+    std = 1 / inv_std                             # nodes (4) and (5) from the cache
     z_mu = z_norm * std                           # node (2), rebuilt from the cache
-    dbeta = total(dz_tilde)                       # (7) z_tilde = gamma * z_norm + beta
-    dgamma = total(dz_tilde * z_norm)
+    dbeta, dgamma = total(dz_tilde), total(dz_tilde * z_norm)  # (7) gamma z_norm + beta
     dz_norm = dz_tilde * gamma
     dinv_std = total(dz_norm * z_mu)              # (6) z_norm = z_mu * inv_std
     dz_mu = dz_norm * inv_std                     #     z_mu's first path
