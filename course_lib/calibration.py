@@ -36,41 +36,18 @@ every module's train/eval mode are restored.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.batchnorm import batch_stats, values_per_channel
+from course_lib.nn import as_found, batchnorm_layers
+from course_lib.running_stats import unbiased_var
 
-__all__ = ["is_batchnorm", "batchnorm_layers", "recalibrate_bn", "population_stats"]
-
-
-def is_batchnorm(module: Any) -> bool:
-    """True for a batch norm layer: ``torch.nn``'s (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``,
-    lazy variants) or :mod:`course_lib.nn`'s.
-
-    Example:
-        >>> is_batchnorm(nn.BatchNorm1d(3)), is_batchnorm(nn.LayerNorm(3))
-        (True, False)
-    """
-    from course_lib import nn as course_nn
-
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, course_nn._BatchNorm))
-
-
-def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, layer)`` for every batch norm layer in ``model`` (``model`` itself included),
-    in ``named_modules()`` order.
-
-    Example:
-        >>> model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU())
-        >>> [name for name, _ in batchnorm_layers(model)]
-        ['1']
-    """
-    return [(name, m) for name, m in model.named_modules() if is_batchnorm(m)]
+__all__ = ["recalibrate_bn", "population_stats"]
 
 
 def _calibratable(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -99,7 +76,7 @@ def _batches(data: Any, batch_size: int | None) -> Iterable[Any]:
         )
     if isinstance(data, torch.Tensor):
         size = 256 if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        if not _checks.is_int(size) or size < 2:
             raise ValueError(
                 f"expected batch_size >= 2 (got {size!r}): batch norm in training mode needs "
                 "more than one value per channel"
@@ -139,10 +116,6 @@ def _inputs_of(batch: Any) -> torch.Tensor:
     return batch
 
 
-def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.clone()
-
-
 class _Moments:
     """Per-channel count, mean and sum of squared deviations, merged batch by batch (Chan)."""
 
@@ -152,7 +125,7 @@ class _Moments:
         self.m2: np.ndarray | None = None
 
     def add(self, x: torch.Tensor) -> None:
-        x64 = x.detach().cpu().double().numpy()
+        x64 = _checks.to_numpy64(x)
         n_b = values_per_channel(x64.shape)
         if n_b == 0:
             return
@@ -219,7 +192,6 @@ def recalibrate_bn(
     batches = _batches(data, batch_size)
     device = layers[0][1].running_mean.device
 
-    modes = [(m, m.training) for m in model.modules()]
     momenta = [(bn, bn.momentum) for _, bn in layers]
     moments = {name: _Moments() for name, _ in layers}
     hooks = []
@@ -228,44 +200,33 @@ def recalibrate_bn(
             hooks.append(
                 bn.register_forward_pre_hook(lambda _m, args, acc=moments[name]: acc.add(args[0]))
             )
-    saved = [
-        (bn, bn.running_mean.clone(), bn.running_var.clone(), _clone(bn.num_batches_tracked))
-        for _, bn in layers
-    ]
-    n_batches = 0
     try:
-        model.eval()
-        for _, bn in layers:
-            bn.reset_running_stats()
-            bn.momentum = None  # PyTorch's cumulative average: the plain mean of all batches
-            bn.train()
-        with torch.no_grad():
-            for batch in batches:
-                model(_inputs_of(batch).to(device))
-                n_batches += 1
-    except BaseException:
-        # Leave the model as it was rather than half recalibrated.
-        with torch.no_grad():
-            for bn, mean, var, count in saved:
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                if count is not None:
-                    bn.num_batches_tracked.copy_(count)
-        raise
+        # A failure leaves the model as it was rather than half recalibrated.
+        with as_found(model, "eval", state=True) as snap:
+            for _, bn in layers:
+                bn.reset_running_stats()
+                bn.momentum = None  # PyTorch's cumulative average: the plain mean of batches
+                bn.train()
+            n_batches = 0
+            with torch.no_grad():
+                for batch in batches:
+                    model(_inputs_of(batch).to(device))
+                    n_batches += 1
+            if n_batches == 0:
+                raise ValueError(
+                    "data yielded no batches; pass the training set (N >= 2 examples)"
+                )
+            snap.keep_values()  # success: keep the new statistics; modes are still restored
     finally:
         for hook in hooks:
             hook.remove()
         for bn, momentum in momenta:
             bn.momentum = momentum
-        for m, training in modes:
-            m.training = training
-    if n_batches == 0:
-        raise ValueError("data yielded no batches; pass the training set (N >= 2 examples)")
     if method == "exact":
         with torch.no_grad():
             for name, bn in layers:
                 acc = moments[name]
-                var = acc.m2 / max(acc.n - 1, 1)  # unbiased, as PyTorch stores running_var
+                var = unbiased_var(acc.m2 / acc.n, acc.n)  # as PyTorch stores running_var
                 bn.running_mean.copy_(torch.from_numpy(acc.mean))
                 bn.running_var.copy_(torch.from_numpy(var))
     return model
@@ -276,8 +237,9 @@ def population_stats(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each batch norm layer's exact mean and (unbiased) variance over ``data``; no side effects.
 
-    What ``recalibrate_bn(method="exact")`` would store, computed on a copy of ``model``,
-    so the model's running statistics can be compared with them.
+    What ``recalibrate_bn(method="exact")`` would store, computed on ``model`` and then undone
+    (:func:`course_lib.nn.as_found`), so the model's running statistics can be compared with
+    them.
 
     Returns:
         ``{layer name: (mean, var)}``, float64 numpy arrays of shape ``(C,)``.
@@ -288,11 +250,12 @@ def population_stats(
         >>> list(stats), stats["1"][0].shape
         (['1'], (8,))
     """
-    clone = recalibrate_bn(copy.deepcopy(model), data, batch_size, method="exact")
-    return {
-        name: (
-            bn.running_mean.detach().cpu().double().numpy(),
-            bn.running_var.detach().cpu().double().numpy(),
-        )
-        for name, bn in _calibratable(clone)
-    }
+    with as_found(model, state=True):  # the model's own statistics come back afterwards
+        recalibrate_bn(model, data, batch_size, method="exact")
+        return {
+            name: (
+                _checks.to_numpy64(bn.running_mean).copy(),  # a copy: the buffers are restored
+                _checks.to_numpy64(bn.running_var).copy(),
+            )
+            for name, bn in _calibratable(model)
+        }

@@ -19,15 +19,21 @@ from torch import nn
 from course_lib.exercises import EXERCISES, LIMITS, Feedback, grade
 from course_lib.exercises import batch_noise as noise_ex
 from course_lib.exercises import batchnorm as bn_ex
+from course_lib.exercises import batchnorm2d as bn2d_ex
+from course_lib.exercises import diagnostics as diag_ex
 from course_lib.exercises import fold as fold_ex
 from course_lib.exercises import percentiles as pct_ex
 from course_lib.exercises import running_stats as ema_ex
+from course_lib.exercises import small_batches as sb_ex
 from course_lib.exercises import standardize as std_ex
 from course_lib.nn import BatchNorm1d
 from tests import test_exercises as T
 from tests import test_exercises_batch_noise as TB
+from tests import test_exercises_batchnorm2d as TB2
+from tests import test_exercises_diagnostics as TD
 from tests import test_exercises_network as TN
 from tests import test_exercises_percentiles as TP
+from tests import test_exercises_small_batches as TS
 from tests import test_exercises_test_time as TT
 
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, on purpose
@@ -45,6 +51,10 @@ ARRAY_EXERCISES = {
     "ema_update": (TT.CORRECT["ema_update"], ema_ex._step_cases),
     "fold_bn": (TT.CORRECT["fold_bn"], fold_ex._all_cases),
     "normalize_in_batch": ([TB.nb_vstack, TB.nb_sums, TB.nb_torch], noise_ex._cases),
+    "bn2d_forward": ([TB2.by_reshape, TB2.by_axes, TB2.by_torch], bn2d_ex._cases),
+    "update_ratio": ([TD.right, TD.as_list, TD.by_torch_step], diag_ex._cases),
+    "group_norm": ([TS.group_norm_right], sb_ex._gn_cases),
+    "sync_bn_sums": ([TS.sums_right], sb_ex._sum_cases),
 }
 ALL = sorted(EXERCISES)
 RIGHT = {ex: fns[0] for ex, (fns, _) in ARRAY_EXERCISES.items()} | {"build_bn_net": TN.build_loop}

@@ -23,11 +23,11 @@ from course_lib.experiments.probes import (
     percentile_jitter,
     percentile_recorder,
     percentile_traces,
-    preserved_state,
     probe_gradient_direction,
     unit_input_percentiles,
 )
 from course_lib.experiments.training import train
+from course_lib.nn import as_found
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_train_mode_uses_the_probe_batch_statistics(data):
     X = data.X_train[:200]
     captured = []
     h = model.act3.register_forward_hook(lambda m, a, o: captured.append(a[0].detach()))
-    with preserved_state(model):
+    with as_found(model, state=True):
         model.train()
         model(X)
     h.remove()

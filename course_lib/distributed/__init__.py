@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from course_lib import _checks
 from course_lib.batchnorm import per_channel, reduce_axes
 from course_lib.nn import BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchRenorm1d, BatchRenorm2d
-from course_lib.nn import _update_running_stats  # batch norm's own update, with the global m
+from course_lib.nn import update_running_buffers  # batch norm's own update, with the global m
 
 __all__ = [
     "SyncBatchNorm",
@@ -215,8 +215,7 @@ class SyncBatchNorm(BatchNorm1d):
                 self.num_batches_tracked.add_(1)
                 w = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                      else self.momentum)
-                _update_running_stats(self.running_mean, self.running_var, mu, var, w,
-                                      int(m))
+                update_running_buffers(self.running_mean, self.running_var, mu, var, int(m), w)
         return out
 
     @classmethod

@@ -92,19 +92,6 @@ def _flatten(seq: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _is_bn(module: Any) -> bool:
-    """Whether ``module`` is a batch norm layer (torch's or the course's).
-
-    The one place the graders ask this; to be replaced by the core's own helper
-    (``course_lib.nn.is_batchnorm``) once it exists.
-    """
-    from torch import nn
-
-    from ..nn import _BatchNorm
-
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, _BatchNorm))
-
-
 def _is_sigmoid(module: Any) -> bool:
     """Whether a parameter-free module computes the sigmoid (checked on a few values)."""
     import torch
@@ -125,9 +112,11 @@ def _is_sigmoid(module: Any) -> bool:
 def _classify(name: str, module: Any) -> _Layer:
     from torch import nn
 
+    from ..nn import is_batchnorm
+
     if isinstance(module, nn.Linear):
         return _Layer(name, "linear", module)
-    if _is_bn(module):
+    if is_batchnorm(module):
         return _Layer(name, "bn", module)
     has_params = next(module.parameters(), None) is not None
     has_children = next(module.children(), None) is not None
@@ -444,13 +433,14 @@ def _cases() -> tuple[list[Case], dict[str, Any]]:
     import torch
 
     from ..experiments.models import make_mlp
+    from ..nn import is_batchnorm
 
     cases, refs = [], {}
     for seed, (in_features, widths, out_features) in enumerate(CALLS):
         ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            for bn in (m for m in ref.modules() if _is_bn(m)):
+            for bn in (m for m in ref.modules() if is_batchnorm(m)):
                 bn.weight.copy_(0.5 + 1.5 * torch.rand(bn.num_features, generator=gen))
                 bn.bias.copy_(2.0 * torch.rand(bn.num_features, generator=gen) - 1.0)
             ref.output.bias.copy_(torch.randn(out_features, generator=gen))

@@ -19,7 +19,7 @@ Three looks inside a network, the ones Karpathy uses in *makemore* part 3:
 
 :func:`layer_statistics` takes the first two on one batch (one forward and one backward
 pass, leaving the model exactly as it was, with
-:func:`course_lib.experiments.probes.preserved_state`); :func:`update_ratio_recorder`
+:func:`course_lib.nn.as_found`); :func:`update_ratio_recorder`
 records the third during :func:`course_lib.experiments.training.train`.
 
 Layers are the activation modules ``act1, act2, ...`` and the weight matrices of the
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.experiments.probes import preserved_state
+from course_lib.nn import as_found
 
 __all__ = [
     "LayerStatistics",
@@ -176,8 +176,7 @@ def layer_statistics(model: nn.Module, X: Tensor, y: Tensor, mode: str = "train"
         outputs.append(out)
 
     p = next(model.parameters())
-    with preserved_state(model):
-        model.train(mode == "train")
+    with as_found(model, mode, state=True):
         handles = [m.register_forward_hook(keep) for _, m in acts]
         try:
             with torch.enable_grad():

@@ -57,14 +57,16 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from course_lib import _checks
+from course_lib.nn import as_found
 
 __all__ = [
     "PERCENTILES",
@@ -75,94 +77,12 @@ __all__ = [
     "percentile_jitter",
     "percentile_recorder",
     "percentile_traces",
-    "preserved_state",
     "probe_gradient_direction",
     "unit_input_percentiles",
 ]
 
 #: The percentiles of Ioffe & Szegedy's Fig. 1 (b-c).
 PERCENTILES: tuple[float, ...] = (15.0, 50.0, 85.0)
-
-_MODES = ("train", "eval")
-
-
-# ---------------------------------------------------------------------------------------------
-# Leaving the model exactly as it was
-
-
-@dataclass
-class _Snapshot:
-    params: list[tuple[Tensor, Tensor]]
-    grads: list[tuple[Tensor, Tensor | None]]
-    buffers: list[tuple[Tensor, Tensor]]
-    modes: list[tuple[nn.Module, bool]]
-    generators: list[tuple[torch.Generator, Tensor]]
-
-    def restore_randomness(self) -> None:
-        for g, state in self.generators:
-            g.set_state(state)
-
-    def restore_buffers(self) -> None:
-        with torch.no_grad():
-            for b, saved in self.buffers:
-                b.copy_(saved)
-
-
-def _generators(model: nn.Module) -> list[torch.Generator]:
-    """Every distinct ``torch.Generator`` held as an attribute by a module of ``model``."""
-    found: dict[int, torch.Generator] = {}
-    for m in model.modules():
-        for value in vars(m).values():
-            if isinstance(value, torch.Generator):
-                found.setdefault(id(value), value)
-    return list(found.values())
-
-
-@contextmanager
-def preserved_state(model: nn.Module) -> Iterator[_Snapshot]:
-    """Run the ``with`` block on ``model`` and put everything back afterwards.
-
-    Restored on exit, exactly (bit for bit): parameter values, their ``.grad``, buffers
-    (running statistics, ``num_batches_tracked``), each module's train/eval mode, the state
-    of every ``torch.Generator`` a module holds, and the global CPU random state (forked).
-    Inside the block the snapshot offers ``restore_randomness()`` and ``restore_buffers()``,
-    so repeated forward passes can see the same noise and the same running statistics.
-
-    Example:
-        >>> with preserved_state(model):
-        ...     model.train()(X)          # updates running statistics and draws noise...
-        >>> # ...which are now undone
-    """
-    snap = _Snapshot(
-        params=[(p, p.detach().clone()) for p in model.parameters()],
-        grads=[(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
-        buffers=[(b, b.detach().clone()) for b in model.buffers()],
-        modes=[(m, m.training) for m in model.modules()],
-        generators=[(g, g.get_state()) for g in _generators(model)],
-    )
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield snap
-    finally:
-        with torch.no_grad():
-            for p, saved in snap.params:
-                p.copy_(saved)
-        for p, grad in snap.grads:
-            p.grad = grad
-        snap.restore_buffers()
-        for m, training in snap.modes:
-            m.training = training
-        snap.restore_randomness()
-
-
-def _set_mode(model: nn.Module, mode: str, where: str) -> None:
-    if mode not in _MODES:
-        raise ValueError(
-            f"{where}: mode must be 'train' (batch statistics and noise, as in a training "
-            f"step) or 'eval' (running statistics, no noise) (got {mode!r})"
-        )
-    model.train(mode == "train")
-
 
 def _check_batch(X: object, where: str, y: object = None) -> None:
     if not isinstance(X, Tensor) or not X.is_floating_point() or X.ndim != 2:
@@ -250,7 +170,7 @@ def unit_input_percentiles(
     Runs ``model`` on ``X`` (in ``mode``, without gradients) with a forward hook on the
     submodule named ``layer`` and takes the percentiles of the columns ``units`` of what it
     receives, with linear interpolation (``np.percentile``'s default). The model is left
-    exactly as it was (:func:`preserved_state`).
+    exactly as it was (:func:`course_lib.nn.as_found`).
 
     Args:
         model: e.g. a :func:`course_lib.experiments.models.make_mlp` model.
@@ -284,7 +204,7 @@ def unit_input_percentiles(
             f"{where}: q must be a list of percentiles between 0 and 100, such as (15, 50, 85) "
             f"(got {q!r}); note that 0.15 is the 0.15th percentile, not the 15th"
         )
-    single = isinstance(units, (int, np.integer)) and not isinstance(units, bool)
+    single = _checks.is_int(units)
     if not single and (isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units):
         raise TypeError(f"{where}: units must be an int or a non-empty list of ints (got {units!r})")
     columns_wanted = [units] if single else list(units)  # type: ignore[list-item]
@@ -293,8 +213,7 @@ def unit_input_percentiles(
         lambda module, args, out: captured.append(args[0].detach())
     )
     try:
-        with preserved_state(model), torch.no_grad():
-            _set_mode(model, mode, where)
+        with as_found(model, _checks.check_mode(mode, where), state=True), torch.no_grad():
             (X,) = _on_model(model, X)
             model(X)
     finally:
@@ -303,7 +222,7 @@ def unit_input_percentiles(
     if z.ndim != 2:
         raise ValueError(f"{where}: the input of {layer!r} is {z.ndim}D; expected (N, units)")
     for j in columns_wanted:
-        if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 0 <= j < z.shape[1]:
+        if not _checks.is_int(j) or not 0 <= j < z.shape[1]:
             raise ValueError(
                 f"{where}: each unit must be an int in 0..{z.shape[1] - 1}, the columns of "
                 f"{layer!r}'s input (got {j!r})"
@@ -319,7 +238,7 @@ def _q_key(q: float) -> str:
 
 def _unit_keys(units: int | Sequence[int] | None, q: Sequence[float], prefix: str) -> list[list[str]]:
     """Record keys, one row per unit: "p15" for a single unit, "u3:p15" for a list of units."""
-    if units is None or (isinstance(units, (int, np.integer)) and not isinstance(units, bool)):
+    if units is None or (_checks.is_int(units)):
         return [[prefix + _q_key(v) for v in q]]
     return [[f"{prefix}u{int(j)}:{_q_key(v)}" for v in q] for j in units]
 
@@ -348,9 +267,8 @@ def percentile_recorder(
     """
     # Fail now, not at step 0 inside train().
     _check_batch(X, "percentile_recorder")
-    if mode not in _MODES:
-        _set_mode(nn.Identity(), mode, "percentile_recorder")
-    single = isinstance(units, (int, np.integer)) and not isinstance(units, bool)
+    _checks.check_mode(mode, "percentile_recorder")
+    single = _checks.is_int(units)
     if not single:
         if isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units:
             raise TypeError(
@@ -389,7 +307,7 @@ def percentile_traces(
         >>> steps = history.eval_steps
     """
     q = tuple(float(v) for v in q)
-    single = units is None or (isinstance(units, (int, np.integer)) and not isinstance(units, bool))
+    single = units is None or (_checks.is_int(units))
     keys = _unit_keys(None if single else units, q, prefix)
     missing = [k for row in keys for k in row if k not in history.records]
     if missing:
@@ -440,7 +358,7 @@ def percentile_drift(traces: np.ndarray, start: int = 0, end: int = -1) -> float
         )
     n = t.shape[0]
     for name, i in (("start", start), ("end", end)):
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
+        if not _checks.is_int(i) or not -n <= i < n:
             raise ValueError(f"percentile_drift: {name} must index one of the {n} evaluations (got {i!r})")
     a, b = t[start], t[end]
     median = np.abs(b[..., 1] - a[..., 1])
@@ -576,7 +494,7 @@ def probe_gradient_direction(
     again on the same batch. Every forward pass sees the same batch, the same running
     statistics and the same noise (random generators are reset before each), so the only
     thing that changes is :math:`\theta`. Afterwards the model is exactly as before
-    (:func:`preserved_state`): parameters, ``.grad``, buffers, modes, random states.
+    (:func:`course_lib.nn.as_found`): parameters, ``.grad``, buffers, modes, random states.
 
     Args:
         model: the network at the current training step.
@@ -605,8 +523,7 @@ def probe_gradient_direction(
         raise ValueError(f"{where}: the model has no trainable parameters")
     X, y = _on_model(model, X, y)
 
-    with preserved_state(model) as snap:
-        _set_mode(model, mode, where)
+    with as_found(model, _checks.check_mode(mode, where), state=True) as snap:
         start = [p.detach().clone() for p in params]
 
         def loss_and_grad() -> tuple[float, list[Tensor]]:
@@ -668,9 +585,8 @@ def landscape_recorder(
     """
     _check_batch(X, "landscape_recorder", y)
     eta_arr = _check_etas(etas, "landscape_recorder")
-    if mode not in _MODES:
-        _set_mode(nn.Identity(), mode, "landscape_recorder")
-    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+    _checks.check_mode(mode, "landscape_recorder")
+    if not _checks.is_int(every) or every < 1:
         raise ValueError(f"landscape_recorder: every must be a positive int (got {every!r})")
     skipped = {k: math.nan for k in GradientDirectionProbe.record_keys(prefix)}
 

@@ -98,11 +98,6 @@ def class_subset(data: Split, classes: Sequence[int]) -> Split:
                  data.X_test[test_mask], data.y_test[test_mask])
 
 
-def _bn_layers(model: nn.Module) -> list[nn.Module]:
-    kinds = (nn.modules.batchnorm._BatchNorm, cnn.BatchNorm1d, cnn.BatchNorm2d)
-    return [m for m in model.modules() if isinstance(m, kinds)]
-
-
 def finetune(
     model: nn.Module,
     data: Split,
@@ -123,7 +118,7 @@ def finetune(
     """
     model.train()
     if freeze_bn_stats:
-        for layer in _bn_layers(model):
+        for layer in cnn.batchnorm_layers(model):
             layer.eval()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
