@@ -43,7 +43,8 @@ def test_frozen_statistics_win_when_fine_tuning_with_batches_of_2(data, seed):
     ft = finetune_comparison(data, seed=seed)
     # Seeds 0-3 gave 0.55-0.69 (training mode) against 0.88-0.95 (frozen).
     assert ft["pretrained"] > 0.95
-    assert ft["bn frozen"] > ft["bn training mode"] + 0.1, ft
+    # Seeds 0-3 and 1001-1010: frozen ahead by 0.08-0.51 (seed 1005: 0.08), so 0.05.
+    assert ft["bn frozen"] > ft["bn training mode"] + 0.05, ft
 
 
 def test_sweep_shapes_and_same_start(data):
