@@ -199,8 +199,13 @@ FACTS_JS = r"""() => {
   const mathElements = [...document.querySelectorAll('.math')];
   const viewTags = [...document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"]')];
+  // A TeX command left in the text: math that the Markdown split (a line starting with "+"
+  // or "-" inside $...$ becomes a list item) or that MathJax never saw.
+  const rawTex = /\\(?:frac|sqrt|gamma|beta|mu|sigma|varepsilon|sum|tilde|hat|mathrm|text|cdot|alpha|lambda|kappa|left|right|partial)(?![a-zA-Z])/g;
   return {
-    rawMath: (text.match(rawMath) || []).slice(0, 5),
+    rawMath: (text.match(rawMath) || []).concat(
+      [...text.matchAll(rawTex)].map(m => text.slice(Math.max(0, m.index - 30), m.index + 30)
+                                               .replace(/\u0000/g, ' '))).slice(0, 5),
     mathElements: mathElements.length,
     untypeset: mathElements.filter(e => !e.querySelector('mjx-container'))
                             .map(e => e.textContent.slice(0, 80)).slice(0, 5),
