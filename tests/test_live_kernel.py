@@ -3,8 +3,9 @@
 The static site (tests/test_site.py) shows widgets from their stored state; this file checks
 what a learner gets on Binder or on their own machine, where the kernel runs:
 
-- moving chapter 2's γ slider redraws the picture it drives (a new PNG and a new alt text that
-  names the new γ);
+- moving chapter 2's γ slider with the keyboard shows the picture of the new γ (a new PNG and
+  a new alt text that names it): the slider is the kernel-free one of course_lib.page.slider,
+  whose script must also run in JupyterLab's output area;
 - chapter 2's bn_forward exercise, answered with the classic mistake (the unbiased variance),
   shows the grader's message for that mistake, with the recipe folded under "Show a solution"
   until clicked; answered correctly, it shows "✓ Correct".
@@ -324,40 +325,39 @@ def test_gamma_slider_redraws_its_picture(jupyterlab, open_notebook):
     page = lab_page.page
     run_all(lab_page)
 
-    cell = code_cell(page, "gamma_slider = interactive(")
-    slider = cell.locator(".widget-slider", has=page.locator("label.widget-label",
-                                                            has_text=re.compile("^γ$")))
-    handle = slider.locator(".noUi-handle")
-    readout = slider.locator(".widget-readout")
-    image = cell.locator(".widget-html-content img")
-    handle.wait_for(timeout=WIDGET_TIMEOUT_MS)
+    # The slider the kernel just made (course_lib.page.slider): its pictures are in the
+    # output, and the output's own script swaps them, in JupyterLab as on the static site.
+    cell = code_cell(page, "gamma_slider = picture_slider(")
+    slider = cell.locator(".course-slider", has=page.locator("label", has_text=re.compile("^γ$")))
+    control = slider.locator("input[type='range']")
+    readout = slider.locator("output")
+    image = slider.locator("img")
+    control.wait_for(timeout=WIDGET_TIMEOUT_MS)
     image.wait_for(timeout=WIDGET_TIMEOUT_MS)
     assert readout.inner_text() == "1.00", f"the γ slider starts at {readout.inner_text()!r}"
     before = {"src": image.get_attribute("src"), "alt": image.get_attribute("alt")}
     assert before["src"].startswith("data:image/png;base64,"), before["src"][:60]
     assert "gamma = 1," in before["alt"], before["alt"]
 
-    # A learner's keyboard: focus the handle, three steps right (step 0.25: 1.00 -> 1.75).
-    handle.focus()
+    # A learner's keyboard: focus the slider, three steps right (step 0.25: 1.00 -> 1.75).
+    control.focus()
     for _ in range(3):
-        handle.press("ArrowRight")
-    page.wait_for_function(
-        "cell => cell.querySelector('.widget-readout').textContent.trim() === '1.75'",
-        arg=cell.element_handle(), timeout=WIDGET_TIMEOUT_MS)
-    # The kernel redraws after each step, and each redraw is a new <img>: wait, in the cell,
-    # for the picture of the last one.
+        control.press("ArrowRight")
     try:
         page.wait_for_function(
-            """cell => [...cell.querySelectorAll('.widget-html-content img')]
-                        .some(img => img.alt.includes('gamma = 1.75,'))""",
+            """cell => cell.querySelector('.course-slider output').textContent.trim() === '1.75'
+                       && cell.querySelector('.course-slider img').alt.includes('gamma = 1.75,')""",
             arg=cell.element_handle(), timeout=WIDGET_TIMEOUT_MS)
     except PlaywrightTimeout:
-        pytest.fail(f"the picture did not follow the slider to γ = 1.75; its alt text: "
-                    f"{image.get_attribute('alt')!r}", pytrace=False)
+        pytest.fail(f"the picture did not follow the slider to γ = 1.75; readout "
+                    f"{readout.inner_text()!r}, alt text {image.get_attribute('alt')!r}",
+                    pytrace=False)
     after = {"src": image.get_attribute("src"), "alt": image.get_attribute("alt")}
     assert after["src"].startswith("data:image/png;base64,"), after["src"][:60]
     assert after["src"] != before["src"], "the slider moved but the picture is the same PNG"
     assert after["alt"] != before["alt"]
+    # The keys moved the slider, not JupyterLab's cell selection.
+    assert control.evaluate("e => e === document.activeElement"), "the slider lost the focus"
     screenshot(cell, "gamma-slider")
     assert_offline(lab_page)
 

@@ -67,3 +67,63 @@ def test_show_is_reproducible_and_keeps_global_random_state(capsys, monkeypatch)
     html_first, js_first, html_second, js_second = (getattr(o, "data", o) for o in shown)
     assert html_first == html_second and js_first == js_second
     assert "The training set" in js_first
+
+
+def choice(text, n_options=4, n_right=1, kind="multiple_choice"):
+    return {
+        "question": text,
+        "type": kind,
+        "answers": [{"answer": f"option {i}", "correct": i < n_right, "feedback": f"why {i}"}
+                    for i in range(n_options)],
+    }
+
+
+def right_places(q):
+    return [i for i, a in enumerate(q["answers"]) if a["correct"]]
+
+
+def test_arrange_puts_the_right_answer_at_every_position():
+    # Written the way the issue found them: the right answer always first.
+    questions = [choice(f"Question number {k}?") for k in range(8)]
+    arranged = selfcheck.arrange(questions)
+    places = [right_places(q)[0] for q in arranged]
+    assert sorted(places) == [0, 0, 1, 1, 2, 2, 3, 3], places
+    for before, after in zip(questions, arranged):
+        assert sorted(a["answer"] for a in after["answers"]) == sorted(
+            a["answer"] for a in before["answers"])
+    assert questions[0]["answers"][0]["correct"], "the input is left as it was"
+    assert selfcheck.arrange(questions) == arranged, "the same questions, the same order"
+
+
+def test_arrange_spreads_positions_for_mixed_option_counts():
+    questions = [choice(f"Three options {k}?", n_options=3) for k in range(3)]
+    questions += [choice("Four options?")]
+    places = [right_places(q)[0] for q in selfcheck.arrange(questions)]
+    assert sorted(places[:3]) == [0, 1, 2]
+
+
+def test_many_choice_right_answers_are_not_simply_the_first():
+    for k in range(20):
+        q = choice(f"Select all that apply {k}", n_options=4, n_right=2, kind="many_choice")
+        assert right_places(selfcheck.arrange([q])[0]) != [0, 1]
+
+
+def test_numeric_questions_keep_their_answers():
+    q = question(type="numeric", answers=[
+        {"type": "value", "value": 4, "correct": True, "feedback": "Right"},
+        {"type": "default", "correct": False, "feedback": "No"}])
+    assert selfcheck.arrange([q]) == [q]
+
+
+def test_code_spans_become_html_code(monkeypatch):
+    shown = []
+    import jupyterquiz.dynamic.display as jq
+
+    monkeypatch.setattr(jq, "display", lambda obj: shown.append(obj))
+    q = question(question="What does `model.eval()` do to `x < 1`?")
+    q["answers"][1]["feedback"] = "No: `momentum=0.99` weights the new batch."
+    selfcheck.show([q])
+    script = shown[1].data
+    assert "<code>model.eval()</code>" in script and "<code>x &lt; 1</code>" in script
+    assert "<code>momentum=0.99</code>" in script
+    assert "`" not in script.split("var questions", 1)[1].split("\n", 1)[0]

@@ -20,10 +20,18 @@ as soon as they are listed):
 - on chapter pages, the Binder and Colab buttons open that chapter's notebook in the repository
   and branch of _config.yml;
 - the search page finds "momentum";
-- the built HTML shows no Python warning, traceback or object repr in any output.
+- the built HTML shows no Python warning, traceback or object repr in any output;
+- every slider (course_lib.page.slider), moved by keyboard and mouse, shows that stop's
+  picture, alt text and readout; no ipywidgets slider is left (it would redraw nothing);
+- in every chapter the right answers of the self-checks sit at varying positions, are not
+  given away by their length, and no question or feedback shows a raw Markdown backtick;
+- at 1280 px no display equation, table or code/output block is wider than the column and
+  nothing reaches past it; on a 390 px phone the page never scrolls sideways and nothing
+  reaches past the screen outside a box of its own that scrolls.
 
-Screenshots for a person to look at are saved in _build/screenshots/: every chapter whole, the
-other pages as a reader first sees them.
+Screenshots for a person to look at are saved in _build/screenshots/: every chapter whole at
+1280 px and at 390 px (``__390px``), the other pages as a reader first sees them, and every
+slider after it was moved.
 
 Chromium: $CHROMIUM_PATH, else /usr/bin/chromium. If it is missing the tests fail (never skip)
 and say how to install it; `make test` installs it itself when run as root (CI).
@@ -51,6 +59,8 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 
 PAGE_TIMEOUT_MS = 30_000
 WIDGET_TIMEOUT_MS = 15_000
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 1,
+         "is_mobile": True, "has_touch": True}
 
 
 def toc_entries() -> list[str]:
@@ -121,8 +131,10 @@ def open_page(browser, site_url, offline_route):
     origin = site_url.rstrip("/")
     opened: list[Session] = []
 
-    def open_(path: str) -> Session:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_(path: str, phone: bool = False) -> Session:
+        # A laptop, or a 390 px phone (is_mobile: the page's viewport meta tag applies).
+        context = (browser.new_context(**PHONE) if phone
+                   else browser.new_context(viewport={"width": 1280, "height": 900}))
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         page = context.new_page()
         session = Session(page=page, context=context)
@@ -187,8 +199,13 @@ FACTS_JS = r"""() => {
   const mathElements = [...document.querySelectorAll('.math')];
   const viewTags = [...document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"]')];
+  // A TeX command left in the text: math that the Markdown split (a line starting with "+"
+  // or "-" inside $...$ becomes a list item) or that MathJax never saw.
+  const rawTex = /\\(?:frac|sqrt|gamma|beta|mu|sigma|varepsilon|sum|tilde|hat|mathrm|text|cdot|alpha|lambda|kappa|left|right|partial)(?![a-zA-Z])/g;
   return {
-    rawMath: (text.match(rawMath) || []).slice(0, 5),
+    rawMath: (text.match(rawMath) || []).concat(
+      [...text.matchAll(rawTex)].map(m => text.slice(Math.max(0, m.index - 30), m.index + 30)
+                                               .replace(/\u0000/g, ' '))).slice(0, 5),
     mathElements: mathElements.length,
     untypeset: mathElements.filter(e => !e.querySelector('mjx-container'))
                             .map(e => e.textContent.slice(0, 80)).slice(0, 5),
@@ -211,7 +228,69 @@ FACTS_JS = r"""() => {
     launchLinks: [...document.querySelectorAll('.dropdown-launch-buttons a[href]')]
                    .map(a => a.href),
     quizzes: document.querySelectorAll('.Quiz').length,
+    // Per question, in the order the reader sees the options: which ones are right.
+    quizRight: [...document.querySelectorAll('.Quiz')].map(quiz => ({
+      question: quiz.innerText.replace(/\s+/g, ' ').slice(0, 70),
+      many: !!quiz.querySelector('.ManyChoiceQn'),
+      right: [...quiz.querySelectorAll('.MCButton')]
+               .map(b => b.getAttribute('data-correct') === 'true')})),
+    quizBackticks: [...document.querySelectorAll('.Quiz')].map(q => q.innerText)
+                     .filter(t => t.includes('`')).map(t => t.replace(/\s+/g, ' ').slice(0, 90)),
+    sliders: document.querySelectorAll('.course-slider').length,
+    widgetSliders: document.querySelectorAll('.widget-slider, .jupyter-widget-slider').length,
   };
+}"""
+
+# What does not fit: display math, tables and code/output blocks wider than the article's
+# column (each scrolls inside its own box, which the reader may not notice), and anything on the
+# page reaching past the column or the window without such a box (clipped, or the whole page
+# scrolls sideways).
+LAYOUT_JS = r"""phone => {
+  const article = document.querySelector('article.bd-article');
+  const cs = getComputedStyle(article);
+  const box = article.getBoundingClientRect();
+  // On a laptop nothing may reach past the column (into the sidebar); on a phone nothing past
+  // the screen's edge.
+  const right = (phone ? window.innerWidth
+                       : Math.min(window.innerWidth, box.right - parseFloat(cs.paddingRight))) + 1;
+  const column = box.width - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const text = e => (e.innerText || e.textContent).replace(/\s+/g, ' ').trim().slice(0, 80);
+  const wideMath = [...article.querySelectorAll('mjx-container[display="true"]')]
+    .filter(c => c.getBoundingClientRect().height > 0)
+    .filter(c => c.scrollWidth > c.clientWidth + 1 || c.getBoundingClientRect().width > column + 1)
+    .map(c => `${Math.round(c.scrollWidth)} px: ${text(c)}`);
+  const wideTables = [...article.querySelectorAll('table')]
+    .filter(t => t.getBoundingClientRect().height > 0
+                 && t.getBoundingClientRect().width > column + 1)
+    .map(t => `${Math.round(t.getBoundingClientRect().width)} px: ${text(t)}`);
+  const scrollingBlocks = [...article.querySelectorAll(
+      '.cell_input pre, .cell_output pre, .cell_output .output')]
+    .filter(e => e.getBoundingClientRect().height > 0 && e.scrollWidth > e.clientWidth + 1)
+    .map(e => {
+      if (!(e.innerText || '').trim()) return `<${e.tagName.toLowerCase()} class="${e.className}">`
+                                            + ` ${e.scrollWidth} px wide in ${e.clientWidth} px`;
+      const lines = (e.innerText || '').split('\n');
+      const longest = lines.reduce((a, b) => (b.length > a.length ? b : a), '');
+      return `${e.closest('.cell_input') ? 'code' : 'output'} line of ${longest.length} `
+             + `characters: ${longest.trim().slice(0, 70)}`;
+    });
+  const scrolls = e => {
+    for (let p = e.parentElement; p && p !== article.parentElement; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if ((o === 'auto' || o === 'scroll') && p.getBoundingClientRect().right <= right) return true;
+    }
+    return false;
+  };
+  // MathJax's assistive MathML is visually hidden (clipped to nothing) on purpose.
+  const clipped = [...article.querySelectorAll('*')]
+    .filter(e => !e.closest('mjx-assistive-mml'))
+    .filter(e => { const r = e.getBoundingClientRect();
+                   return r.width > 0 && r.height > 0 && r.right > right && !scrolls(e); })
+    .filter((e, _, all) => !all.includes(e.parentElement))
+    .map(e => `<${e.tagName.toLowerCase()} class="${e.className}"> reaches `
+              + `${Math.round(e.getBoundingClientRect().right)} px: ${text(e).slice(0, 60)}`);
+  return {column: Math.round(column), wideMath, wideTables, scrollingBlocks, clipped,
+          pageOverflow: document.scrollingElement.scrollWidth - window.innerWidth};
 }"""
 
 
@@ -232,17 +311,26 @@ ANSWER_CHOICES_JS = r"""() => [...document.querySelectorAll('.Quiz')].map(quiz =
 class Visit:
     problems: list[str]  # while loading
     facts: dict
+    layout: dict = field(default_factory=dict)
     quiz: list[str] = field(default_factory=list)  # questions that gave no feedback
+    quiz_feedback: list[str] = field(default_factory=list)  # every feedback text shown
     quiz_problems: list[str] = field(default_factory=list)  # console errors while answering
 
 
-def answer_self_checks(page) -> list[str]:
-    """Answer every self-check question on the page; return those that gave no feedback."""
+def answer_self_checks(page, feedback: list[str] | None = None) -> list[str]:
+    """Answer every self-check question on the page; return those that gave no feedback.
+
+    Every feedback text shown is appended to ``feedback``.
+    """
     silent = []
     for quiz in page.evaluate(ANSWER_CHOICES_JS):
         for number, answer in enumerate(quiz["answers"], start=1):
-            # The feedback's first words, up to its first math (which MathJax rewrites).
-            expected = " ".join(answer["expected"].split("$")[0].split()[:6])
+            if feedback is not None:
+                feedback.append(answer["shown"])
+            # The feedback's first words, up to its first math (which MathJax rewrites), as
+            # text (the stored feedback is HTML: <code> spans).
+            text = BeautifulSoup(answer["expected"], "html.parser").get_text()
+            expected = " ".join(text.split("$")[0].split()[:6])
             if not answer["shown"] or not answer["shown"].startswith(expected):
                 silent.append(f"{quiz['question']!r}, answer {number}: feedback "
                               f"{answer['shown'][:60]!r}, expected {expected!r}...")
@@ -277,11 +365,32 @@ def visit(open_page):
         # Every chapter whole; the other pages as a reader first sees them.
         page.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}.png"),
                         full_page=entry in CHAPTERS)
-        result = Visit(problems=session.problems(), facts=page.evaluate(FACTS_JS))
+        result = Visit(problems=session.problems(), facts=page.evaluate(FACTS_JS),
+                       layout=page.evaluate(LAYOUT_JS, False))
         if result.facts["quizzes"]:
             before = len(session.problems())
-            result.quiz = answer_self_checks(page)
+            result.quiz = answer_self_checks(page, result.quiz_feedback)
             result.quiz_problems = session.problems()[before:]
+        session.context.close()
+        return result
+
+    return visit_
+
+
+@pytest.fixture(scope="session")
+def visit_phone(open_page):
+    """visit_phone(entry) -> Visit: the page on a 390 px phone (layout facts and a screenshot)."""
+
+    @functools.cache
+    def visit_(entry: str) -> Visit:
+        session = open_page(f"{entry}.html", phone=True)
+        page = session.page
+        settle(page)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}__390px.png"),
+                        full_page=entry in CHAPTERS)
+        result = Visit(problems=session.problems(), facts={},
+                       layout=page.evaluate(LAYOUT_JS, True))
         session.context.close()
         return result
 
@@ -471,3 +580,155 @@ def test_outputs_show_no_warnings_tracebacks_or_reprs(built_site, entry):
             if match := pattern.search(text):
                 found.append(f"{what}: {text[max(0, match.start() - 40):match.end() + 60]!r}")
     assert not found, f"{entry}.html shows in its outputs:\n  " + "\n  ".join(sorted(set(found)))
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 12: the website as a learner meets it: sliders, self-checks, layout
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_sliders_change_the_picture_with_no_kernel(open_page, entry):
+    """Every slider, moved by keyboard and by mouse, shows that stop's picture and alt text."""
+    session = open_page(f"{entry}.html")
+    page = session.page
+    settle(page)
+    dead = page.locator(".widget-slider, .jupyter-widget-slider")
+    assert dead.count() == 0, (
+        f"{entry}.html has {dead.count()} ipywidgets slider(s): on the static site they move "
+        "but nothing redraws. Use course_lib.page.slider.picture_slider (kernel-free).")
+    sliders = page.locator(".course-slider")
+    for number in range(sliders.count()):
+        slider = sliders.nth(number)
+        data = json.loads(slider.locator("script[type='application/json']").text_content())
+        control = slider.locator("input[type='range']")
+        image, readout = slider.locator("img"), slider.locator("output")
+        label = slider.locator("label").inner_text()
+        where = f"{entry}.html, slider {label!r}"
+        n = len(data["srcs"])
+        assert n >= 2, f"{where}: a slider needs at least two stops"
+        assert len(set(data["srcs"])) == n, f"{where}: two stops store the same picture"
+
+        def shown():
+            return {"k": int(control.input_value()), "src": image.get_attribute("src"),
+                    "alt": image.get_attribute("alt"), "readout": readout.inner_text(),
+                    "valuetext": control.get_attribute("aria-valuetext")}
+
+        def assert_at(state, k, how):
+            assert state["k"] == k, f"{where}: after {how} the slider is at stop {state['k']}"
+            assert state["src"] == data["srcs"][k], f"{where}: after {how} the picture is not stop {k}'s"
+            assert state["alt"] == data["alts"][k], f"{where}: after {how} the alt text is not stop {k}'s"
+            assert state["readout"] == data["readouts"][k], f"{where}: readout {state['readout']!r}"
+            assert state["valuetext"] == f"{label} = {data['readouts'][k]}", where
+
+        start = shown()
+        assert_at(start, start["k"], "loading")
+        control.focus()
+        key = "ArrowRight" if start["k"] < n - 1 else "ArrowLeft"
+        control.press(key)
+        moved = shown()
+        assert_at(moved, start["k"] + (1 if key == "ArrowRight" else -1), key)
+        assert moved["src"] != start["src"] and moved["alt"] != start["alt"], (
+            f"{where}: the slider moved but the picture or its alt text stayed")
+        control.press("End")
+        assert_at(shown(), n - 1, "End")
+        control.press("Home")
+        assert_at(shown(), 0, "Home")
+        # A click near the right end of the track, as a mouse would.
+        box = control.bounding_box()
+        page.mouse.click(box["x"] + box["width"] - 3, box["y"] + box["height"] / 2)
+        assert_at(shown(), n - 1, "a click at the right end of the track")
+        slider.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}__slider-{number}.png"))
+    assert not session.problems(), f"{entry}.html:\n  " + "\n  ".join(session.problems())
+
+
+def test_the_course_has_kernel_free_sliders(visit):
+    counts = {entry: visit(entry).facts["sliders"] for entry in CHAPTERS}
+    assert sum(counts.values()) >= 6, f"kernel-free sliders per chapter: {counts}"
+
+
+def quiz_questions(html_text: str) -> list[dict]:
+    """The self-check questions stored in a built page, in the order jupyterquiz shows them."""
+    found = []
+    for match in re.finditer(r"var questions\w+=", html_text):
+        questions, _ = json.JSONDecoder().raw_decode(html_text[match.end():])
+        found += questions
+    return found
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_right_answer_position_varies_across_each_chapter(visit, built_site, entry):
+    """Option order tells nothing: the right answer sits at different places in a chapter."""
+    shown = [q for q in visit(entry).facts["quizRight"] if q["right"]]
+    stored = [q for q in quiz_questions((built_site / f"{entry}.html").read_text())
+              if q["type"] in ("multiple_choice", "many_choice")]
+    assert [q["right"] for q in shown] == [[a["correct"] for a in q["answers"]] for q in stored], (
+        f"{entry}.html: the options on the page are not in their stored order")
+    single = [q["right"].index(True) for q in shown if not q["many"]]
+    n_options = min((len(q["right"]) for q in shown if not q["many"]), default=0)
+    want = min(len(single), n_options)
+    assert len(set(single)) >= want, (
+        f"{entry}.html: the right answers of its {len(single)} single-choice questions sit at "
+        f"positions {[p + 1 for p in single]}; a reader can pass by position. "
+        "course_lib.page.selfcheck.show places them; do not reorder its output.")
+    for q in shown:
+        if q["many"]:
+            k = sum(q["right"])
+            assert q["right"] != [True] * k + [False] * (len(q["right"]) - k), (
+                f"{entry}.html: the right answers come first in {q['question']!r}")
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_right_answer_is_not_given_away_by_its_length(built_site, entry):
+    """Distractors are as long and specific as the answer: length does not point to it."""
+    single = [q for q in quiz_questions((built_site / f"{entry}.html").read_text())
+              if q["type"] == "multiple_choice"]
+    longest, too_long = 0, []
+    for q in single:
+        right = next(len(a["answer"]) for a in q["answers"] if a["correct"])
+        wrong = max(len(a["answer"]) for a in q["answers"] if not a["correct"])
+        longest += right > wrong
+        if right > 1.3 * wrong + 10:
+            too_long.append(f"{q['question'][:60]!r}: the answer has {right} characters, the "
+                            f"longest distractor {wrong}")
+    assert not too_long, (f"{entry}.html: right answers much longer than every distractor "
+                          "(make the distractors as long and plausible):\n  "
+                          + "\n  ".join(too_long))
+    assert longest <= len(single) / 2, (
+        f"{entry}.html: the right answer is the longest option in {longest} of {len(single)} "
+        "single-choice questions")
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_self_checks_show_no_raw_markdown(visit, entry):
+    facts = visit(entry).facts
+    assert not facts["quizBackticks"], (
+        f"{entry}.html: self-check text with literal backticks (Markdown that was not "
+        f"rendered): {facts['quizBackticks']}")
+    assert not any("`" in a for a in visit(entry).quiz_feedback), (
+        f"{entry}.html: feedback with literal backticks: "
+        f"{[a for a in visit(entry).quiz_feedback if '`' in a][:3]}")
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_nothing_is_wider_than_the_column_at_1280px(visit, entry):
+    layout = visit(entry).layout
+    problems = (
+        [f"display equation wider than the {layout['column']} px column: {m}"
+         for m in layout["wideMath"]]
+        + [f"table wider than the column: {t}" for t in layout["wideTables"]]
+        + [f"needs sideways scrolling: {b}" for b in layout["scrollingBlocks"]]
+        + [f"reaches past the column: {c}" for c in layout["clipped"]]
+    )
+    assert not problems, f"{entry}.html at 1280 px:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_a_phone_never_scrolls_the_page_sideways(visit_phone, entry):
+    result = visit_phone(entry)
+    layout = result.layout
+    assert layout["pageOverflow"] <= 0, (
+        f"{entry}.html on a 390 px phone scrolls sideways by {layout['pageOverflow']} px")
+    assert not layout["clipped"], (
+        f"{entry}.html on a 390 px phone: content past the screen's edge outside a scrolling "
+        "box:\n  " + "\n  ".join(layout["clipped"]))
+    assert not result.problems, f"{entry}.html on a phone:\n  " + "\n  ".join(result.problems)

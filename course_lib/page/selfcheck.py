@@ -22,13 +22,26 @@ A question is a dict in jupyterquiz's format:
 ``"many_choice"`` allows several correct answers; ``"numeric"`` takes answers of the form
 ``{"type": "value", "value": 3, ...}`` or ``{"type": "range", "range": [2, 4], ...}``.
 Every answer must carry feedback: a reader who picks a wrong option learns why it is wrong.
+
+How a chapter writes its self-check (one ``show([...])`` call in a cell tagged
+``remove-input``, near the end of the chapter):
+
+- Write the right answer anywhere in the list: :func:`show` places the options itself, so the
+  right one lands at every position across a chapter's questions (a fixed order derived from
+  the questions' text: the stored output, and nbval's comparison of it, stay the same).
+- Make every distractor a mistake a reader could really make, about as long and as specific
+  as the right answer: a reader must not find the answer by its length.
+- Text may hold TeX math (``$...$``) and Markdown code spans (`` `model.eval()` ``); nothing
+  else of Markdown is rendered.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import random
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -106,7 +119,7 @@ def show(questions: Sequence[dict[str, Any]]) -> None:
     """
     from jupyterquiz import display_quiz
 
-    checked = validate(questions)
+    checked = [_render_code_spans(q) for q in arrange(validate(questions))]
     digest = hashlib.sha256(json.dumps(checked, sort_keys=True).encode()).hexdigest()
     state = random.getstate()
     try:
@@ -114,3 +127,61 @@ def show(questions: Sequence[dict[str, Any]]) -> None:
         display_quiz(checked, shuffle_answers=False, colors="fdsp")
     finally:
         random.setstate(state)
+
+
+def arrange(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The questions with their options reordered so the right answer's place tells nothing.
+
+    Each choice question gets a fixed order derived from its text (so output is reproducible):
+    the wrong options in a shuffled order, and the right one at the position used least so
+    far among the earlier questions (ties broken by the same draw), so across a set of
+    questions the right answer visits every position about equally often. In a
+    ``many_choice`` question the right ones are never simply the first options. Numeric
+    questions are returned as they are. ``questions`` is not modified.
+    """
+    used: dict[int, int] = {}
+    arranged = []
+    for q in questions:
+        if q["type"] not in ("multiple_choice", "many_choice"):
+            arranged.append(q)
+            continue
+        rng = random.Random(hashlib.sha256(q["question"].encode()).hexdigest())
+        right = [a for a in q["answers"] if a["correct"]]
+        wrong = [a for a in q["answers"] if not a["correct"]]
+        n = len(right) + len(wrong)
+        rng.shuffle(wrong)
+        rng.shuffle(right)
+        if q["type"] == "multiple_choice":
+            fewest = min(used.get(p, 0) for p in range(n))
+            places = [rng.choice([p for p in range(n) if used.get(p, 0) == fewest])]
+        else:
+            prefix = list(range(len(right)))
+            places = sorted(rng.sample(range(n), len(right)))
+            while places == prefix and len(right) < n:
+                places = sorted(rng.sample(range(n), len(right)))
+        for p in places:
+            used[p] = used.get(p, 0) + 1
+        ordered, right_iter, wrong_iter = [], iter(right), iter(wrong)
+        for p in range(n):
+            ordered.append(next(right_iter) if p in places else next(wrong_iter))
+        arranged.append({**q, "answers": ordered})
+    return arranged
+
+
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def _code_spans_to_html(text: str) -> str:
+    return _CODE_SPAN.sub(lambda m: f"<code>{html.escape(m.group(1))}</code>", text)
+
+
+def _render_code_spans(question: dict[str, Any]) -> dict[str, Any]:
+    # jupyterquiz shows its texts as HTML (with TeX math), not Markdown: a `span` would show
+    # its backticks.
+    out = {**question, "question": _code_spans_to_html(question["question"])}
+    out["answers"] = [
+        {key: (_code_spans_to_html(value) if key in ("answer", "feedback")
+               and isinstance(value, str) else value) for key, value in answer.items()}
+        for answer in question["answers"]
+    ]
+    return out
