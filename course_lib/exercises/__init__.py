@@ -12,7 +12,7 @@ Public API (other code depends on these names):
 - :data:`LIMITS` -- ``LIMITS.timeout`` (seconds of learner code per grading, default 10) and
   ``LIMITS.max_output`` (characters of printed output kept for the feedback).
 - For writing graders: :func:`register`, :func:`register_cases`, :class:`Case`,
-  :class:`Mistake`, :class:`Problem`, :func:`run_cases` (below).
+  :class:`Mistake`, :class:`Problem`, :func:`run_cases`, :func:`read_outputs` (below).
 
 Registered exercises:
 
@@ -56,7 +56,9 @@ array-likes with a message), checks for state (a case answered with another case
 answer, case 1 answered differently when asked again), compares values and names the
 mistake. Optional hooks: ``diagnose_shape`` explains a wrong shape; ``read(value, case)``
 turns a returned value that is not arrays (a network) into arrays or a ``Problem``, under
-the same guard; ``success`` words the pass message. Tests for a grader go in
+the same guard (a hook that only prepares the value, e.g. a list of numbers into an array,
+ends with the default ``read_outputs(output_names, diagnose_shape)``); ``success`` words the
+pass message. Tests for a grader go in
 ``tests/test_exercises_<idea>.py`` (right answers written several ways pass, each mistake is
 named) and the grader joins ``tests/test_exercises_fuzz.py``'s tables.
 
@@ -68,8 +70,8 @@ Example::
     >>> check("bn_forward", my_bn_forward, timeout=60)   # a notebook: a green or red box
 """
 
-from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, register,
-                    register_cases, run_cases)
+from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, read_outputs,
+                    register, register_cases, run_cases)
 
 # Importing a grader module registers its exercises (order = order in EXERCISES).
 from . import standardize  # noqa: E402,F401  (chapter 1)
@@ -83,4 +85,4 @@ from . import small_batches  # noqa: E402,F401  (chapter 8)
 from .widget import check, feedback_html  # noqa: E402
 
 __all__ = ["EXERCISES", "LIMITS", "Case", "Feedback", "Mistake", "Problem", "check",
-           "feedback_html", "grade", "register", "register_cases", "run_cases"]
+           "feedback_html", "grade", "read_outputs", "register", "register_cases", "run_cases"]

@@ -34,7 +34,7 @@ from . import _sandbox
 from ._compare import check_array, cmp_line, fmt_diff, is_close, max_abs_diff, tolerances, type_name
 
 __all__ = ["Feedback", "EXERCISES", "register", "register_cases", "grade", "Case", "Mistake",
-           "Problem", "run_cases", "LIMITS"]
+           "Problem", "run_cases", "read_outputs", "LIMITS"]
 
 LIMITS = _sandbox.LIMITS
 
@@ -242,6 +242,10 @@ def _error_problem(exc: BaseException, what: str) -> Problem:
     if isinstance(exc, (SystemExit, GeneratorExit)):
         text += (f"\n{type(exc).__name__} ends a program or a generator; a function that "
                  f"fails should raise an Exception (or, better, return its result).")
+    if isinstance(exc, ValueError) and "too large to be a matrix" in safe:
+        # np.matrix is always 2-D: turning an (N, C, H, W) result into one fails here.
+        return Problem("wrong_type", f"{text}\nnp.matrix (np.asmatrix, np.mat) is always "
+                       f"2-D, so it cannot hold this array: return plain numpy arrays.")
     if "broadcast" in safe:
         text += (
             "\nA shape mismatch like this usually means a statistic was reduced over the "
@@ -285,10 +289,11 @@ def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | Non
     return None
 
 
-def _read_outputs(
-    output_names: Sequence[str], diagnose_shape: Callable | None
+def read_outputs(
+    output_names: Sequence[str], diagnose_shape: Callable | None = None
 ) -> Callable[[Any, Case], tuple[np.ndarray, ...] | Problem]:
-    """The default ``read`` hook: split the value into one float array per output."""
+    """The default ``read`` hook: split the value into one float array per output (a hook
+    that only prepares the value, e.g. a list of numbers into an array, ends with it)."""
 
     def read(value: Any, case: Case) -> tuple[np.ndarray, ...] | Problem:
         want = "(" + ", ".join(output_names) + ")"
@@ -395,8 +400,9 @@ def run_cases(
         diagnose_shape: optional ``(output_name, got_shape, case) -> (mistake_id, message)``
             that explains a wrong shape (e.g. a sum over the wrong axis).
         read: optional ``(value, case) -> arrays or Problem`` replacing the default reading
-            of the returned value (for submissions that return e.g. a network); it runs under
-            the same time limit and guard as the submission.
+            of the returned value (for submissions that return e.g. a network, or a list of
+            numbers: such a hook can end with :func:`read_outputs`); it runs under the same
+            time limit and guard as the submission.
         success: the pass message after "✓ Correct: ", with ``{n}``, ``{diff}`` and
             ``{where}`` (the largest difference and the case where it occurs).
     """
@@ -407,7 +413,7 @@ def run_cases(
     if problem is not None or failed is not None:
         problem = problem or failed
         return Feedback(False, problem.message, problem.mistake)
-    reader = read or _read_outputs(output_names, diagnose_shape)
+    reader = read or read_outputs(output_names, diagnose_shape)
 
     def attempt(case: Case) -> tuple[Any, tuple[np.ndarray, ...] | None, Problem | None, tuple]:
         copies = copy.deepcopy(case.args)
@@ -499,11 +505,18 @@ def run_cases(
     return Feedback(False, "\n\n".join(p for p in parts if p), mistake_id, solution=fix)
 
 
+def _shape(arg: Any) -> Any:
+    """The shape of a case's argument (the grader's own): an array's shape, a list's or
+    tuple's items' shapes, another value's type."""
+    if isinstance(arg, (list, tuple)):
+        return tuple(_shape(a) for a in arg)
+    return arg.shape if isinstance(arg, np.ndarray) else type(arg)
+
+
 def _state_problem(attempt: Callable, values: list, results: list, cases: Sequence[Case]) -> str | None:
     """Why the submission looks stateful (it caches, or it answers differently when asked
     the same thing again), or None."""
-    shapes = [tuple(a.shape if isinstance(a, np.ndarray) else type(a) for a in c.args)
-              for c in cases]
+    shapes = [_shape(c.args) for c in cases]
     for k in range(len(cases)):
         for j in range(k):
             if shapes[j] != shapes[k] or all(

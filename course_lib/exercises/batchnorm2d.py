@@ -9,7 +9,8 @@ The reference is :func:`course_lib.batchnorm.batchnorm_forward`, which handles a
 
 The cases have N, C, H and W all different and channels with different means and scales,
 so that every wrong set of axes gives different values (or a different shape), and a small
-N so that the unbiased variance shows.
+N so that the unbiased variance shows; the last case has the first one's shape with other
+data and eps (so a cache shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
 so the grader can recognize it in a submission. Never use them as a reference.
@@ -17,17 +18,20 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from ..batchnorm import batchnorm_forward
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 ARG_NAMES = ("x", "gamma", "beta", "eps")
 
 # (seed, N, C, H, W, eps)
-_SPECS = [(0, 4, 3, 5, 2, 1e-5), (1, 3, 5, 2, 4, 1e-2), (2, 6, 2, 3, 3, 1e-3)]
+_SPECS = [
+    (0, 4, 3, 5, 2, 1e-5),
+    (1, 3, 5, 2, 4, 1e-2),
+    (2, 6, 2, 3, 3, 1e-3),
+    (3, 4, 3, 5, 2, 1e-1),  # case 1's shape, other data and eps: a cache shows
+]
 
 
 def _case(seed: int, n: int, c: int, h: int, w: int, eps: float) -> Case:
@@ -153,20 +157,15 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
     return None
 
 
-@register(
+grade_bn2d_forward = register_cases(
     "bn2d_forward",
     "fn(x, gamma, beta, eps) -> out: batch norm of a conv layer's output x (N, C, H, W), "
     "statistics per channel over N*H*W values (chapter 7)",
+    _cases,
+    arg_names=ARG_NAMES,
+    output_names=("out",),
+    mistakes=MISTAKES,
+    fix=FIX,
+    hint=HINT,
+    diagnose_shape=_diagnose_shape,
 )
-def grade_bn2d_forward(submission: Any) -> Feedback:
-    """Grade ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` inputs."""
-    return run_cases(
-        submission,
-        cases=_cases(),
-        arg_names=ARG_NAMES,
-        output_names=("out",),
-        mistakes=MISTAKES,
-        fix=FIX,
-        hint=HINT,
-        diagnose_shape=_diagnose_shape,
-    )

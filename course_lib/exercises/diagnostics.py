@@ -11,7 +11,9 @@ r"""Chapter 7 exercise: the update-to-data ratio of each layer, the diagnostic o
 The reference is :func:`course_lib.experiments.diagnostics.update_to_data_ratio` applied to
 ``W`` and ``W - lr * dW`` (one implementation per formula). The cases mix layers whose
 gradients have a clear mean (so a ratio of norms differs from one of standard deviations)
-and one with a large step (so dividing by the weights after the step shows).
+and one with a large step (so dividing by the weights after the step shows); the last case
+has the first one's layer shapes with other data and lr (so a cache shows). A list of
+numbers is read as an array, and one number for all layers is named ``whole_network``.
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
 so the grader can recognize it in a submission. Never use them as a reference.
@@ -19,21 +21,21 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-import copy
-import inspect
 from typing import Any
 
 import numpy as np
 
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, Problem, read_outputs, register_cases
 
 ARG_NAMES = ("weights", "grads", "lr")
 
-# (seed, layer shapes, lr)
+# (seed, layer shapes, lr). Three layers each; the last case has the first one's shapes with
+# other data and lr (so a cache shows).
 _SPECS = [
     (0, [(6, 4), (5, 6), (3, 5)], 0.1),
-    (1, [(8, 3), (2, 8)], 0.5),
-    (2, [(4, 4), (7, 4), (4, 7), (2, 4)], 2.0),
+    (1, [(8, 3), (2, 8), (4, 2)], 0.5),
+    (2, [(4, 4), (7, 4), (4, 7)], 2.0),
+    (3, [(6, 4), (5, 6), (3, 5)], 0.03),
 ]
 
 
@@ -46,7 +48,7 @@ def _reference(weights, grads, lr) -> np.ndarray:
 def _case(seed: int, shapes: list[tuple[int, int]], lr: float) -> Case:
     rng = np.random.default_rng(seed)
     weights, grads = [], []
-    for k, shape in enumerate(shapes):
+    for shape in shapes:
         weights.append(rng.uniform(0.2, 2.0) * rng.standard_normal(shape) + rng.uniform(-1, 1))
         scale = 10.0 ** rng.uniform(-3, -1)
         grads.append(scale * (rng.standard_normal(shape) + rng.uniform(1.0, 3.0)))
@@ -124,63 +126,43 @@ HINT = (
 )
 
 
-def _as_ratios(value: Any) -> Any:
-    """A list or tuple of numbers becomes an array; one number becomes a 1-element array."""
-    if isinstance(value, (list, tuple)) and all(np.ndim(v) == 0 for v in value):
-        try:
-            return np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            return value
-    if isinstance(value, (float, np.floating)):
-        return np.array([value], dtype=np.float64)
-    return value
+_READ = read_outputs(("ratios",))
+_NUMBER = (int, float, np.integer, np.floating)
 
 
-def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
-    if got == (1,) and len(case.args[0]) > 1:
-        return (
-            "whole_network",
-            f"You returned one number for {len(case.args[0])} layers. The update-to-data "
-            f"ratio is a per-layer diagnostic: a layer that learns 1000 times slower than "
-            f"the others hides in an average over the network. Return one ratio per layer.",
-        )
-    return None
+def _read(value: Any, case: Case) -> tuple[np.ndarray, ...] | Problem:
+    """A list or tuple of numbers becomes an array; one number for several layers is named
+    ``whole_network`` when it lies among the layers' ratios (an average of them)."""
+    # Only type() and plain ndarray attributes: nothing a learner's class can override.
+    if type(value) in (list, tuple) and value and all(
+        issubclass(type(v), _NUMBER) or (issubclass(type(v), np.ndarray) and v.ndim == 0)
+        for v in value
+    ):
+        value = np.array([np.asarray(v) for v in value])
+    single = issubclass(type(value), (float, np.floating)) or (
+        type(value) is np.ndarray and value.size == 1 and value.dtype.kind == "f")
+    n_layers = len(case.args[0])
+    if not single or n_layers == 1:
+        return _READ(value, case)
+    number, ratios = float(np.ravel(value)[0]), case.expected[0]
+    averaged = ratios.min() * (1 - 1e-6) <= number <= ratios.max() * (1 + 1e-6)
+    return Problem(
+        "whole_network" if averaged else "wrong_shape",
+        f"You returned one number for {n_layers} layers. The update-to-data ratio is a "
+        f"per-layer diagnostic: a layer that learns 1000 times slower than the others hides "
+        f"in an average over the network. Return one ratio per layer.",
+    )
 
 
-@register(
+grade_update_ratio = register_cases(
     "update_ratio",
     "fn(weights, grads, lr) -> ratios: the update-to-data ratio std(lr * dW) / std(W) of "
     "each layer for one SGD step, shape (L,) (chapter 7)",
+    _cases,
+    arg_names=ARG_NAMES,
+    output_names=("ratios",),
+    mistakes=MISTAKES,
+    fix=FIX,
+    hint=HINT,
+    read=_read,
 )
-def grade_update_ratio(submission: Any) -> Feedback:
-    """Grade ``fn(weights, grads, lr) -> ratios`` (lists of per-layer arrays in)."""
-    if not callable(submission):
-        return run_cases(submission, cases=_cases()[:1], arg_names=ARG_NAMES,
-                         output_names=("ratios",))
-    try:
-        inspect.signature(submission).bind([], [], 0.1)
-    except TypeError as exc:
-        return Feedback(
-            False,
-            f"The grader calls your function as fn(weights, grads, lr) (3 positional "
-            f"arguments), but it is defined as {getattr(submission, '__name__', 'fn')}"
-            f"{inspect.signature(submission)} ({exc}).",
-            "wrong_signature",
-        )
-    except ValueError:  # no signature to read: just call it
-        pass
-
-    def wrapped(weights, grads, lr):
-        # Fresh copies of the lists and arrays: the learner may change them in place.
-        return _as_ratios(submission(copy.deepcopy(weights), copy.deepcopy(grads), lr))
-
-    return run_cases(
-        wrapped,
-        cases=_cases(),
-        arg_names=ARG_NAMES,
-        output_names=("ratios",),
-        mistakes=MISTAKES,
-        fix=FIX,
-        hint=HINT,
-        diagnose_shape=_diagnose_shape,
-    )

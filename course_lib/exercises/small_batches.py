@@ -12,6 +12,7 @@ The group norm cases have 2 <= G < C, channels with different means and scales i
 group (so interleaved groups, layer norm (G = 1), instance norm (G = C) and batch norm all give
 other values), few values per group (so the unbiased variance shows) and a large eps. The sums
 cases have nonzero means (so means, centered sums or variances differ from sums of squares).
+In both, the last case has the first one's shapes with other data (so a cache shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
 so the grader can recognize it in a submission. Never use them as a reference.
@@ -19,14 +20,12 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from ..distributed import local_sums
 from ..nn import group_norm
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Mistake, register_cases
 
 GN_ARGS = ("x", "G", "gamma", "beta", "eps")
 
@@ -36,6 +35,7 @@ _GN_SPECS = [
     (1, 2, 8, 2, 2, 2, 1e-1),
     (2, 4, 4, 3, 1, 2, 1e-2),
     (3, 1, 6, 2, 2, 2, 1e-5),
+    (4, 3, 6, 2, 3, 2, 1e-3),  # case 1's shapes, other data, G and eps: a cache shows
 ]
 
 
@@ -50,8 +50,7 @@ def _gn_inputs(seed, n, c, h, w):
 
 
 def _gn_reference(x, G, gamma, beta, eps):
-    t = (torch.from_numpy(a) for a in (x, gamma, beta))
-    x_t, gamma_t, beta_t = t
+    x_t, gamma_t, beta_t = (torch.from_numpy(a) for a in (x, gamma, beta))
     return group_norm(x_t, G, gamma_t, beta_t, eps).numpy()
 
 
@@ -196,29 +195,25 @@ def _gn_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | N
     return None
 
 
-@register(
+grade_group_norm = register_cases(
     "group_norm",
     "fn(x, G, gamma, beta, eps) -> out: group norm of an (N, C, H, W) array with G groups of "
     "consecutive channels (chapter 8)",
+    _gn_cases,
+    arg_names=GN_ARGS,
+    output_names=("out",),
+    mistakes=GN_MISTAKES,
+    fix=GN_FIX,
+    hint="Check one group by hand: after normalizing, out[0, :C // G] (before gamma and "
+         "beta) should have mean 0 and variance about 1.",
+    diagnose_shape=_gn_diagnose_shape,
 )
-def grade_group_norm(submission: Any) -> Feedback:
-    """Grade ``fn(x, G, gamma, beta, eps) -> out`` against :func:`course_lib.nn.group_norm`."""
-    return run_cases(
-        submission,
-        cases=_gn_cases(),
-        arg_names=GN_ARGS,
-        output_names=("out",),
-        mistakes=GN_MISTAKES,
-        fix=GN_FIX,
-        hint="Check one group by hand: after normalizing, out[0, :C // G] (before gamma and "
-             "beta) should have mean 0 and variance about 1.",
-        diagnose_shape=_gn_diagnose_shape,
-    )
 
 
 # ---- what SyncBN all-reduces -------------------------------------------------------------
 
-_SUM_SHAPES = [(0, (5, 3)), (1, (3, 4, 2, 2)), (2, (1, 2, 3, 3)), (3, (7, 6))]
+# (seed, shape of x); the last case has the first one's shape with other data (a cache shows).
+_SUM_SHAPES = [(0, (5, 3)), (1, (3, 4, 2, 2)), (2, (1, 2, 3, 3)), (3, (7, 6)), (4, (5, 3))]
 
 
 def _sums_reference(x):
@@ -310,21 +305,16 @@ def _sums_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] |
     return None
 
 
-@register(
+grade_sync_bn_sums = register_cases(
     "sync_bn_sums",
     "fn(x) -> (s, q): per-channel sum and sum of squares of a process's slice x, what SyncBN "
     "all-reduces (chapter 8)",
+    _sum_cases,
+    arg_names=("x",),
+    output_names=("s", "q"),
+    mistakes=SUM_MISTAKES,
+    fix="axes = (0, *range(2, x.ndim)); return x.sum(axis=axes), (x ** 2).sum(axis=axes)",
+    hint="Check: for a slice with one example and one channel, s is its values' sum and "
+         "q the sum of their squares.",
+    diagnose_shape=_sums_diagnose_shape,
 )
-def grade_sync_bn_sums(submission: Any) -> Feedback:
-    """Grade ``fn(x) -> (s, q)`` against :func:`course_lib.distributed.local_sums`."""
-    return run_cases(
-        submission,
-        cases=_sum_cases(),
-        arg_names=("x",),
-        output_names=("s", "q"),
-        mistakes=SUM_MISTAKES,
-        fix="axes = (0, *range(2, x.ndim)); return x.sum(axis=axes), (x ** 2).sum(axis=axes)",
-        hint="Check: for a slice with one example and one channel, s is its values' sum and "
-             "q the sum of their squares.",
-        diagnose_shape=_sums_diagnose_shape,
-    )
