@@ -37,7 +37,7 @@ from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from course_lib import _checks
-from course_lib.batchnorm import bn_forward, per_channel, values_per_channel
+from course_lib.batchnorm import bn_forward, per_channel, reduce_axes, values_per_channel
 from course_lib.running_stats import new_value_weight, running_stats_step
 
 __all__ = [

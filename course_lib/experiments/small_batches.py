@@ -118,7 +118,7 @@ def finetune(
     """
     model.train()
     if freeze_bn_stats:
-        for layer in cnn.batchnorm_layers(model):
+        for _, layer in cnn.batchnorm_layers(model):
             layer.eval()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
