@@ -19,10 +19,14 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = [
+    "is_torch",
+    "to_numpy64",
     "check_float_array",
     "check_min_ndim",
     "check_same_dtype",
     "check_channel_vector",
+    "check_channel_count",
+    "check_unit_interval",
     "check_values_per_channel",
     "check_eps",
     "check_finite",
@@ -34,8 +38,16 @@ __all__ = [
 _NUMPY_FLOATS = (np.float32, np.float64)
 
 
-def _is_torch(x: Any) -> bool:
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch object (tested without importing torch)."""
     return type(x).__module__.startswith("torch")
+
+
+def to_numpy64(x: Any) -> np.ndarray:
+    """``x`` (numpy array, torch tensor, number or nested list) as a float64 numpy array."""
+    if is_torch(x):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -47,7 +59,7 @@ def check_float_array(x: Any, name: str = "x") -> None:
     if not isinstance(x, np.ndarray):
         kind = type(x).__module__ + "." + type(x).__qualname__
         kind = kind.removeprefix("builtins.")
-        if _is_torch(x):
+        if is_torch(x):
             fix = f"{name}.detach().cpu().numpy()"
         else:
             fix = f"np.asarray({name}, dtype=np.float32)"
@@ -77,21 +89,53 @@ def check_same_dtype(x: Any, **others: Any) -> None:
     """
     for name, value in others.items():
         if value.dtype != x.dtype:
-            cast = f"{name}.to(x.dtype)" if _is_torch(value) else f"{name}.astype(x.dtype)"
+            cast = f"{name}.to(x.dtype)" if is_torch(value) else f"{name}.astype(x.dtype)"
             raise TypeError(
                 f"{name} has dtype {value.dtype} but x has dtype {x.dtype}; "
                 f"they must match: convert with {cast}"
             )
 
 
-def check_channel_vector(value: Any, name: str, num_channels: int) -> None:
-    """Raise ``ValueError`` unless ``value`` holds one entry per channel, shape ``(C,)``."""
+def check_channel_vector(
+    value: Any, name: str, num_channels: int, source: str = "x.shape[1]"
+) -> None:
+    """Raise ``ValueError`` unless ``value`` holds one entry per channel, shape ``(C,)``.
+
+    ``source`` names where the channel count comes from, for the message.
+    """
     if tuple(value.shape) != (num_channels,):
         raise ValueError(
             f"expected {name} of shape (C,) = ({num_channels},), one value per channel of "
-            f"x.shape[1] = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
+            f"{source} = {num_channels} (got {name} of shape {_shape_str(value.shape)}); "
             f"for a (N, C, ...) input pass a vector of length C, e.g. np.ones({num_channels})"
         )
+
+
+def check_channel_count(t: Any, name: str, num_channels: int) -> None:
+    """Raise torch's ``ValueError`` unless the per-channel tensor ``t`` has one value per
+    channel: "weight should contain 4 elements not 5", then the fix."""
+    n = t.numel() if is_torch(t) else int(np.size(t))
+    if n != num_channels or t.ndim != 1:
+        raise ValueError(
+            f"{name} should contain {num_channels} elements not {n} (shape "
+            f"{_shape_str(t.shape)}); pass one value per channel of input.shape[1] = "
+            f"{num_channels}, a tensor of shape ({num_channels},)"
+        )
+
+
+def check_unit_interval(value: Any, name: str) -> float:
+    """Return ``value`` as a float; raise unless it is a number in [0, 1] (a weight)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(
+            f"expected {name} to be a number in [0, 1] (got {type(value).__qualname__} "
+            f"{value!r}); pass a float such as {name}=0.1"
+        )
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"expected {name} in [0, 1] (got {value}); it is a weight in an average"
+        )
+    return value
 
 
 def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
@@ -115,8 +159,24 @@ def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
         )
 
 
-def check_eps(eps: float, training: bool = True) -> None:
-    """Raise torch's ``ValueError`` for ``eps <= 0`` in training, ``eps < 0`` otherwise."""
+def check_eps(eps: Any, training: bool = True) -> float:
+    """Return ``eps`` as a float; raise unless it is a finite number, positive in training.
+
+    torch's rule for the sign: ``eps <= 0`` is refused in training (a constant channel would
+    divide by 0), ``eps < 0`` always. NaN turns every output into NaN and inf every output
+    into beta, so neither is accepted.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"expected eps to be a positive number, got {type(eps).__qualname__} ({eps!r}); "
+            "pass a float such as eps=1e-5"
+        )
+    eps = float(eps)
+    if not math.isfinite(eps):
+        raise ValueError(
+            f"batch_norm eps must be a finite number, but got {eps}; eps is added to the "
+            "variance to keep 1 / sqrt(var + eps) finite, use e.g. 1e-5"
+        )
     if training and eps <= 0.0:
         raise ValueError(
             f"batch_norm eps must be positive during training, but got {eps}; "
@@ -124,9 +184,12 @@ def check_eps(eps: float, training: bool = True) -> None:
         )
     if eps < 0.0:
         raise ValueError(f"batch_norm eps must be non-negative, but got {eps}; use e.g. 1e-5")
+    return eps
 
 
-def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
+def check_finite(
+    x: Any, name: str = "x", channel_means: Any = None, channel_vars: Any = None
+) -> None:
     """Raise ``ValueError`` if ``x`` holds NaN or inf, saying how many, where, and what to do.
 
     One NaN poisons its whole channel: the channel's mean, variance, every output in it and,
@@ -138,25 +201,31 @@ def check_finite(x: Any, name: str = "x", channel_means: Any = None) -> None:
         channel_means: optional per-channel means of ``x`` computed anyway. A NaN or inf
             anywhere in a channel makes its mean non-finite, so finite means prove a finite
             input at no cost and the full scan runs only when something is wrong.
+        channel_vars: optional per-channel variances of ``x``. With finite values they can
+            still overflow (``(x - mu) ** 2`` for ``|x|`` near the square root of the
+            dtype's largest value); that is refused too, or the output would silently be
+            ``beta``.
     """
-    if _is_torch(x):
+    if is_torch(x):
         import torch as xp
 
         finder = f"torch.argwhere(~torch.isfinite({name}))"
     else:
         xp = np
         finder = f"np.argwhere(~np.isfinite({name}))"
-    if channel_means is not None and bool(xp.isfinite(channel_means).all()):
+    stats = [s for s in (channel_means, channel_vars) if s is not None]
+    if stats and all(bool(xp.isfinite(s).all()) for s in stats):
         return
     bad = ~xp.isfinite(x)
     count = int(bad.sum())
     if count == 0:
-        if channel_means is None:
+        if not stats:
             return
-        # Finite values whose sum overflowed: only possible near the dtype's maximum.
+        # Finite values whose sum or squares overflowed: only possible for huge values.
         raise ValueError(
-            f"the per-channel mean of {name} overflowed {x.dtype} (largest |value| "
-            f"{float(abs(x).max()):.3g}); rescale the input or use a wider dtype"
+            f"the per-channel mean or variance of {name} overflowed {x.dtype} (largest "
+            f"|value| {float(abs(x).max()):.3g}); the output would be meaningless. Rescale "
+            "the input (e.g. divide it by its largest value) or use a wider dtype"
         )
     n_nan = int(xp.isnan(x).sum())
     where = xp.argwhere(bad)

@@ -1,26 +1,33 @@
 r"""The batch norm transform in numpy: forward pass, and the backward pass written twice.
 
 Algorithm 1 of Ioffe & Szegedy (2015), per feature (channel) over a mini-batch of
-:math:`m` values:
+:math:`m` values, in the lecture's notation:
 
 .. math::
 
-    \mu = \frac{1}{m}\sum_{i=1}^m x_i, \qquad
-    \sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i - \mu)^2, \qquad
-    \hat x_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
-    y_i = \gamma \hat x_i + \beta .
+    \mu = \frac{1}{m}\sum_{i=1}^m z^{(i)}, \qquad
+    \sigma^2 = \frac{1}{m}\sum_{i=1}^m (z^{(i)} - \mu)^2, \qquad
+    z_{norm}^{(i)} = \frac{z^{(i)} - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
+    \tilde z^{(i)} = \gamma z_{norm}^{(i)} + \beta .
 
-In the lecture's notation :math:`x` is :math:`z`, :math:`\hat x` is :math:`z_{norm}` and
-:math:`y` is :math:`\tilde z`. The variance is the *biased* one (divide by :math:`m`).
+The variance is the *biased* one (divide by :math:`m`).
 
-Shapes: ``x`` is ``(N, D)`` for a dense layer or ``(N, C, *spatial)`` for a convolution
+Shapes: ``z`` is ``(N, D)`` for a dense layer or ``(N, C, *spatial)`` for a convolution
 (``(N, C, L)``, ``(N, C, H, W)``, ``(N, C, D, H, W)``). There is one :math:`\gamma`, one
 :math:`\beta` per channel (axis 1) and the statistics run over every other axis, so
 :math:`m = N \cdot \prod \text{spatial}`.
 
-The functions follow CS231n: ``forward(x, ...) -> (out, cache)`` and
-``backward(dout, cache) -> grads``, with no hidden state. They accept float32 and float64 and
-return the input's dtype.
+Two layers, as everywhere in ``course_lib``:
+
+- the teaching functions :func:`bn_forward`, :func:`bn_backward` and
+  :func:`bn_backward_graph` hold the math and nothing else (what the pages show);
+- the public API :func:`batchnorm_forward`, :func:`batchnorm_backward` and
+  :func:`batchnorm_backward_graph` checks its input (:mod:`course_lib._checks`), then calls
+  them. Same results; only the errors differ.
+
+The functions follow CS231n: ``forward(z, ...) -> (z_tilde, cache)`` and
+``backward(dz_tilde, cache) -> grads``, with no hidden state. They accept float32 and float64
+and return the input's dtype. They are written to be read, not to be fast.
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ __all__ = [
     "reduce_axes",
     "per_channel",
     "values_per_channel",
+    "bn_forward",
+    "bn_backward",
+    "bn_backward_graph",
     "batch_stats",
     "batchnorm_forward",
     "batchnorm_backward",
@@ -45,14 +55,13 @@ __all__ = [
 
 
 class BatchNormCache(NamedTuple):
-    r"""What :func:`batchnorm_forward` keeps for the backward pass.
+    r"""What the forward pass keeps for the backward pass.
 
-    One array the size of ``x`` (:math:`\hat x`) and a few per-channel vectors: the backward
-    pass needs no more, and a cache of several full-size temporaries would double the memory
-    a network spends on activations.
+    One array the size of ``z`` (:math:`z_{norm}`) and a few per-channel vectors: the
+    backward pass needs no more.
 
     Attributes:
-        x_hat: :math:`\hat x`, the normalized input, shape of ``x``.
+        x_hat: :math:`z_{norm}`, the normalized input, shape of ``z``.
         gamma: :math:`\gamma`, shape ``(C,)``.
         mu: :math:`\mu`, the batch mean, shape ``(C,)``.
         var: :math:`\sigma^2`, the biased batch variance, shape ``(C,)``.
@@ -90,9 +99,8 @@ def per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
     .. math:: (C,) \mapsto (1, C, \underbrace{1, \dots, 1}_{ndim - 2})
 
     For ``ndim == 2`` it returns ``v`` itself: a ``(C,)`` vector already broadcasts along
-    axis 1 of ``(N, C)``, and skipping the reshape saves about 1 µs per operation on small
-    inputs (numpy's 1-D broadcast path is also the faster one). Otherwise it returns a view.
-    Works for numpy arrays and torch tensors alike.
+    axis 1 of ``(N, C)``. Otherwise it returns a view. Works for numpy arrays and torch
+    tensors alike.
 
     Example:
         >>> per_channel(np.arange(3.0), ndim=4).shape
@@ -114,52 +122,78 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
         >>> values_per_channel((8, 3, 4, 4))
         128
     """
-    return math.prod((shape[0], *shape[2:]))  # plain Python: a numpy call costs ~3 µs here
+    return math.prod((shape[0], *shape[2:]))
 
 
-def _channel_sum(a: np.ndarray) -> np.ndarray:
-    r""":math:`\sum_i a_i` per channel, i.e. ``a.sum(axis=reduce_axes(a))``.
-
-    For ``(N, C, *spatial)`` input ``einsum`` over the flattened spatial axes is about 3x
-    faster than numpy's sum over axes ``(0, 2, 3)``, with the same accuracy.
-    """
-    if a.ndim == 2:
-        return a.sum(axis=0)
-    n, c = a.shape[:2]
-    return np.einsum("ncl->c", a.reshape(n, c, -1))
+# ---------------------------------------------------------------- teaching functions
 
 
-def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    r""":math:`\sum_i a_i b_i` per channel, without the full-size temporary ``a * b``."""
-    if a.ndim == 2:
-        return np.einsum("nc,nc->c", a, b)
-    n, c = a.shape[:2]
-    return np.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+# Works on numpy arrays and torch tensors alike: course_lib.nn's layers call it too, and
+# autograd derives their backward pass. Why K: a plain float32 mean of values near 1e6 loses
+# every digit below 1 (over 4096 of them it is off by more than their spread), and z - mu
+# would inherit the error. z - K is exact and small, so mu_c and sigma2 keep the digits that
+# matter (tests/test_batchnorm.py::test_shift_is_needed_for_a_large_mean).
+def bn_forward(
+    z: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+) -> tuple[np.ndarray, BatchNormCache]:
+    """Batch norm in training mode: normalize each channel of z, scale and shift."""
+    axes = reduce_axes(z)                      # every axis but the channel axis 1
+    K = z[:1].mean(axis=axes, keepdims=True)   # shift by a value near the data,
+    z_c = z - K                                # so sums keep their digits
+    mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
+    z_mu = z_c - mu_c                          # z - mu
+    sigma2 = (z_mu**2).mean(axis=axes, keepdims=True)  # biased: divide by m
+    inv_std = 1 / (sigma2 + eps) ** 0.5
+    z_norm = z_mu * inv_std
+    z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
+    mu = (K + mu_c).ravel()
+    cache = BatchNormCache(z_norm, gamma, mu, sigma2.ravel(), inv_std.ravel(), eps)
+    return z_tilde, cache
 
 
-def _center(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Per-channel mean :math:`\mu` and the centered input :math:`x - \mu`, accurately.
-
-    Shifted-data algorithm: subtract one sample :math:`K` of each channel first, then the
-    mean of what is left, :math:`\mu = K + \overline{x - K}`. A plain float32 sum of 4096
-    values near :math:`10^6` loses every digit below 1, so :math:`\mu` could be wrong by more
-    than the data's spread. :math:`x - K` is exact for such data and small, so its mean, and
-    everything computed from it, keeps the digits that matter. The cost is one in-place pass.
-    """
-    shift = x[(slice(0, 1), slice(None)) + (slice(0, 1),) * (x.ndim - 2)]  # x[:1, :, :1, ...]
-    x_mu = x - shift
-    mean_of_rest = _channel_sum(x_mu) / values_per_channel(x.shape)
-    x_mu -= per_channel(mean_of_rest, x.ndim)
-    return shift.reshape(-1) + mean_of_rest, x_mu
+Grads = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-def _centered_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(mu, var, x - mu)``: the statistics of :func:`batch_stats` plus the centered input."""
-    mu, x_mu = _center(x)
-    # Two-pass: the variance of centered values. E[x^2] - E[x]^2 would cancel catastrophically
-    # when |mean| >> std (it can even come out negative).
-    var = _channel_dot(x_mu, x_mu) / values_per_channel(x.shape)
-    return mu, var, x_mu
+def bn_backward(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
+    """Batch norm backward pass in closed form: (dz, dgamma, dbeta) from dL/dz_tilde."""
+    z_norm, gamma, _, _, inv_std, _ = cache
+    axes, m = reduce_axes(z_norm), values_per_channel(z_norm.shape)
+
+    def c(v):  # a (C,) vector, shaped to broadcast against (N, C, ...)
+        return per_channel(v, z_norm.ndim)
+
+    dbeta = dz_tilde.sum(axis=axes)
+    dgamma = (dz_tilde * z_norm).sum(axis=axes)
+    dz = c(gamma * inv_std) * (dz_tilde - c(dbeta) / m - z_norm * c(dgamma) / m)
+    return dz, dgamma, dbeta
+
+
+def bn_backward_graph(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
+    """Batch norm backward pass, one node of the graph at a time, from (7) to (1)."""
+    z_norm, gamma, _, sigma2, inv_std, eps = cache
+    axes, m = reduce_axes(z_norm), values_per_channel(z_norm.shape)
+
+    def total(a):  # a per-channel node feeds all m positions: sum their gradients
+        return a.sum(axis=axes, keepdims=True)
+
+    gamma, sigma2, inv_std = (per_channel(v, z_norm.ndim)
+                              for v in (gamma, sigma2, inv_std))
+    std = np.sqrt(sigma2 + eps)
+    z_mu = z_norm * std                           # node (2), rebuilt from the cache
+    dbeta = total(dz_tilde)                       # (7) z_tilde = gamma * z_norm + beta
+    dgamma = total(dz_tilde * z_norm)
+    dz_norm = dz_tilde * gamma
+    dinv_std = total(dz_norm * z_mu)              # (6) z_norm = z_mu * inv_std
+    dz_mu = dz_norm * inv_std                     #     z_mu's first path
+    dstd = -dinv_std / std**2                     # (5) inv_std = 1 / std
+    dsigma2 = dstd / (2 * std)                    # (4) std = sqrt(sigma2 + eps)
+    dz_mu = dz_mu + dsigma2 * 2 * z_mu / m        # (3) sigma2 = mean(z_mu**2): 2nd path
+    dmu = -total(dz_mu)                           # (2) z_mu = z - mu
+    dz = dz_mu + dmu / m                          # (1) mu = mean(z): z's two paths
+    return dz, dgamma.reshape(-1), dbeta.reshape(-1)
+
+
+# ---------------------------------------------------------------- public API (checked)
 
 
 def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +204,8 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         \mu = \frac{1}{m}\sum_{i=1}^m x_i, \qquad
         \sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i - \mu)^2
 
-    over every axis but 1. The variance is computed from centered values (two passes), so it
-    stays accurate when :math:`|\mu| \gg \sigma`.
+    over every axis but 1, exactly as :func:`bn_forward` computes them (it is the one
+    implementation): from centered values, so they stay accurate when :math:`|\mu| \gg \sigma`.
 
     Args:
         x: float32 or float64 array of shape ``(N, C, *spatial)``.
@@ -186,21 +220,23 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _checks.check_float_array(x)
     _checks.check_min_ndim(x.ndim)
-    mu, var, _ = _centered_stats(x)
-    return mu, var
+    c = x.shape[1]
+    _, cache = bn_forward(x, np.ones(c, x.dtype), np.zeros(c, x.dtype), eps=1.0)
+    return cache.mu, cache.var
 
 
 def batchnorm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, BatchNormCache]:
-    r"""Batch norm forward pass in training mode (batch statistics).
+    r"""Batch norm forward pass in training mode (batch statistics): :func:`bn_forward`,
+    with its input checked.
 
     .. math::
 
         \hat x_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
         y_i = \gamma \hat x_i + \beta
 
-    with :math:`\mu, \sigma^2` from :func:`batch_stats`, per channel.
+    with :math:`\mu, \sigma^2` the batch mean and biased variance, per channel.
 
     Args:
         x: input of shape ``(N, D)`` or ``(N, C, *spatial)``, float32 or float64.
@@ -213,9 +249,11 @@ def batchnorm_forward(
         :class:`BatchNormCache` that :func:`batchnorm_backward` needs.
 
     Raises:
-        TypeError: ``x``, ``gamma`` or ``beta`` not float32/float64 numpy arrays of one dtype.
+        TypeError: ``x``, ``gamma`` or ``beta`` not float32/float64 numpy arrays of one dtype,
+            or ``eps`` not a number.
         ValueError: fewer than 2 dimensions, ``gamma``/``beta`` not of shape ``(C,)``, a
-            single value per channel, ``eps <= 0``, or NaN/inf in ``x``.
+            single value per channel, ``eps`` not positive and finite, NaN/inf in ``x``, or
+            a mean or variance that overflows ``x``'s dtype.
 
     Example:
         >>> x = np.random.default_rng(0).normal(5.0, 3.0, size=(64, 4))
@@ -231,16 +269,11 @@ def batchnorm_forward(
     _checks.check_channel_vector(gamma, "gamma", x.shape[1])
     _checks.check_channel_vector(beta, "beta", x.shape[1])
     _checks.check_values_per_channel(x.shape)
-    _checks.check_eps(eps)
-
-    mu, var, x_mu = _centered_stats(x)
-    _checks.check_finite(x, channel_means=mu)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    x_hat = x_mu  # normalize in place: x - mu is not needed once x_hat exists
-    x_hat *= per_channel(inv_std, x.ndim)
-    out = x_hat * per_channel(gamma, x.ndim)
-    out += per_channel(beta, x.ndim)
-    return out, BatchNormCache(x_hat, gamma, mu, var, inv_std, eps)
+    eps = _checks.check_eps(eps)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+        out, cache = bn_forward(x, gamma, beta, eps)
+    _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+    return out, cache
 
 
 def _check_backward_input(dout: np.ndarray, cache: BatchNormCache) -> None:
@@ -257,7 +290,7 @@ def _check_backward_input(dout: np.ndarray, cache: BatchNormCache) -> None:
 def batchnorm_backward(
     dout: np.ndarray, cache: BatchNormCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Batch norm backward pass, compact closed form.
+    r"""Batch norm backward pass, compact closed form: :func:`bn_backward`, input checked.
 
     With :math:`g_i = \partial L / \partial y_i` (``dout``), per channel:
 
@@ -293,42 +326,32 @@ def batchnorm_backward(
         True
     """
     _check_backward_input(dout, cache)
-    x_hat, gamma, _, _, inv_std, _ = cache
-    m, nd = values_per_channel(dout.shape), dout.ndim
-
-    # Per-channel sums over every axis but 1: axis=0 for (N, D), axis=(0, 2, 3) for images
-    dbeta = _channel_sum(dout)                   # dout.sum(axis=...)
-    dgamma = _channel_dot(dout, x_hat)           # (dout * x_hat).sum(axis=...)
-    # dx = gamma * inv_std * (dout - dbeta / m - x_hat * dgamma / m), built in one buffer
-    dx = x_hat * per_channel(dgamma / -m, nd)
-    dx += dout
-    dx -= per_channel(dbeta / m, nd)
-    dx *= per_channel(gamma * inv_std, nd)
-    return dx, dgamma, dbeta
+    return bn_backward(dout, cache)
 
 
 def batchnorm_backward_graph(
     dout: np.ndarray, cache: BatchNormCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r"""Batch norm backward pass, one node of the computational graph at a time.
+    r"""Batch norm backward pass, one node of the computational graph at a time:
+    :func:`bn_backward_graph`, input checked.
 
     The forward pass as a graph, per channel, over the :math:`m` values of the batch:
 
     .. code-block:: text
 
-        (1) mu      = mean(x)                 mu      = 1/m sum_i x_i
-        (2) xmu     = x - mu
-        (3) var     = mean(xmu ** 2)          biased: divide by m
-        (4) std     = sqrt(var + eps)
+        (1) mu      = mean(z)                 mu      = 1/m sum_i z_i
+        (2) z_mu    = z - mu
+        (3) sigma2  = mean(z_mu ** 2)         biased: divide by m
+        (4) std     = sqrt(sigma2 + eps)
         (5) inv_std = 1 / std
-        (6) x_hat   = xmu * inv_std
-        (7) out     = gamma * x_hat + beta
+        (6) z_norm  = z_mu * inv_std
+        (7) z_tilde = gamma * z_norm + beta
 
     Walking it from (7) back to (1), each node's gradient is its output's gradient times its
-    local derivative. A node used twice (``xmu`` feeds (3) and (6), ``x`` feeds (1) and (2))
-    sums the gradients of both paths. A per-channel node (``mu``, ``var``, ``std``,
+    local derivative. A node used twice (``z_mu`` feeds (3) and (6), ``z`` feeds (1) and
+    (2)) sums the gradients of both paths. A per-channel node (``mu``, ``sigma2``, ``std``,
     ``inv_std``, ``gamma``, ``beta``) is broadcast to all :math:`m` positions, so its
-    gradient sums over them (``total``). Same result as :func:`batchnorm_backward`, slower.
+    gradient sums over them (``total``). Same result as :func:`batchnorm_backward`.
 
     Args:
         dout: upstream gradient :math:`\partial L / \partial y`, shape and dtype of ``x``.
@@ -338,41 +361,4 @@ def batchnorm_backward_graph(
         ``(dx, dgamma, dbeta)`` of shapes ``x.shape``, ``(C,)``, ``(C,)``.
     """
     _check_backward_input(dout, cache)
-    axes, m = reduce_axes(dout), values_per_channel(dout.shape)
-
-    def total(a):  # sum over the batch (and spatial) axes, keeping a (1, C, 1, ...) shape
-        return a.sum(axis=axes, keepdims=True)
-
-    # Per-channel values broadcast against x: per_channel gives them shape (1, C, 1, ...), or
-    # keeps (C,) for a 2D x, and total's sums keep (1, C, 1, ...). The cache is kept small,
-    # so rebuild the nodes we need from it: xmu = x_hat * std by (6).
-    x_hat, gamma, _, var, inv_std, eps = cache
-    gamma, var, inv_std = (per_channel(v, dout.ndim) for v in (gamma, var, inv_std))
-    std = np.sqrt(var + eps)
-    xmu = x_hat * std
-
-    # (7) out = gamma * x_hat + beta           local derivatives: x_hat, 1, gamma
-    dbeta = total(dout)
-    dgamma = total(dout * x_hat)
-    dx_hat = dout * gamma
-
-    # (6) x_hat = xmu * inv_std                 a product: each factor gets the other
-    dinv_std = total(dx_hat * xmu)
-    dxmu = dx_hat * inv_std                     # xmu, first path
-
-    # (5) inv_std = 1 / std                     d(1/s)/ds = -1/s^2
-    dstd = -dinv_std / std**2
-
-    # (4) std = sqrt(var + eps)                 d sqrt(u)/du = 1 / (2 sqrt(u))
-    dvar = dstd / (2 * std)
-
-    # (3) var = mean(xmu ** 2)                  d var / d xmu_i = 2 xmu_i / m
-    dxmu += dvar * 2 * xmu / m                  # xmu, second path
-
-    # (2) xmu = x - mu                          d xmu / dx = 1, d xmu / dmu = -1
-    dmu = -total(dxmu)
-
-    # (1) mu = mean(x)                          d mu / d x_i = 1/m
-    dx = dxmu + dmu / m                         # x's two paths: via xmu, and via mu
-
-    return dx, dgamma.reshape(-1), dbeta.reshape(-1)
+    return bn_backward_graph(dout, cache)

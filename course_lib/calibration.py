@@ -44,33 +44,10 @@ import torch
 from torch import nn
 
 from course_lib.batchnorm import batch_stats, values_per_channel
+from course_lib.nn import as_found, batchnorm_layers, is_batchnorm  # noqa: F401 (re-export)
+from course_lib.running_stats import unbiased_var
 
-__all__ = ["is_batchnorm", "batchnorm_layers", "recalibrate_bn", "population_stats"]
-
-
-def is_batchnorm(module: Any) -> bool:
-    """True for a batch norm layer: ``torch.nn``'s (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``,
-    lazy variants) or :mod:`course_lib.nn`'s.
-
-    Example:
-        >>> is_batchnorm(nn.BatchNorm1d(3)), is_batchnorm(nn.LayerNorm(3))
-        (True, False)
-    """
-    from course_lib import nn as course_nn
-
-    return isinstance(module, (nn.modules.batchnorm._BatchNorm, course_nn._BatchNorm))
-
-
-def batchnorm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, layer)`` for every batch norm layer in ``model`` (``model`` itself included),
-    in ``named_modules()`` order.
-
-    Example:
-        >>> model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU())
-        >>> [name for name, _ in batchnorm_layers(model)]
-        ['1']
-    """
-    return [(name, m) for name, m in model.named_modules() if is_batchnorm(m)]
+__all__ = ["recalibrate_bn", "population_stats"]
 
 
 def _calibratable(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -137,10 +114,6 @@ def _inputs_of(batch: Any) -> torch.Tensor:
             f"the input tensor (got {type(batch).__name__})"
         )
     return batch
-
-
-def _clone(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.clone()
 
 
 class _Moments:
@@ -219,7 +192,6 @@ def recalibrate_bn(
     batches = _batches(data, batch_size)
     device = layers[0][1].running_mean.device
 
-    modes = [(m, m.training) for m in model.modules()]
     momenta = [(bn, bn.momentum) for _, bn in layers]
     moments = {name: _Moments() for name, _ in layers}
     hooks = []
@@ -228,44 +200,33 @@ def recalibrate_bn(
             hooks.append(
                 bn.register_forward_pre_hook(lambda _m, args, acc=moments[name]: acc.add(args[0]))
             )
-    saved = [
-        (bn, bn.running_mean.clone(), bn.running_var.clone(), _clone(bn.num_batches_tracked))
-        for _, bn in layers
-    ]
-    n_batches = 0
     try:
-        model.eval()
-        for _, bn in layers:
-            bn.reset_running_stats()
-            bn.momentum = None  # PyTorch's cumulative average: the plain mean of all batches
-            bn.train()
-        with torch.no_grad():
-            for batch in batches:
-                model(_inputs_of(batch).to(device))
-                n_batches += 1
-    except BaseException:
-        # Leave the model as it was rather than half recalibrated.
-        with torch.no_grad():
-            for bn, mean, var, count in saved:
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                if count is not None:
-                    bn.num_batches_tracked.copy_(count)
-        raise
+        # A failure leaves the model as it was rather than half recalibrated.
+        with as_found(model, "eval", state=True) as snap:
+            for _, bn in layers:
+                bn.reset_running_stats()
+                bn.momentum = None  # PyTorch's cumulative average: the plain mean of batches
+                bn.train()
+            n_batches = 0
+            with torch.no_grad():
+                for batch in batches:
+                    model(_inputs_of(batch).to(device))
+                    n_batches += 1
+            if n_batches == 0:
+                raise ValueError(
+                    "data yielded no batches; pass the training set (N >= 2 examples)"
+                )
+            snap.keep_values()  # success: keep the new statistics; modes are still restored
     finally:
         for hook in hooks:
             hook.remove()
         for bn, momentum in momenta:
             bn.momentum = momentum
-        for m, training in modes:
-            m.training = training
-    if n_batches == 0:
-        raise ValueError("data yielded no batches; pass the training set (N >= 2 examples)")
     if method == "exact":
         with torch.no_grad():
             for name, bn in layers:
                 acc = moments[name]
-                var = acc.m2 / max(acc.n - 1, 1)  # unbiased, as PyTorch stores running_var
+                var = unbiased_var(acc.m2 / acc.n, acc.n)  # as PyTorch stores running_var
                 bn.running_mean.copy_(torch.from_numpy(acc.mean))
                 bn.running_var.copy_(torch.from_numpy(var))
     return model

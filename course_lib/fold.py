@@ -30,15 +30,27 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_lib.calibration import is_batchnorm
+from course_lib import _checks
+from course_lib.nn import batchnorm_dim, is_batchnorm
 
-__all__ = ["fold_params", "fold", "fold_model"]
+__all__ = ["fold_linear", "fold_params", "fold", "fold_model"]
+
+
+def fold_linear(
+    W: Any, b: Any, gamma: Any, beta: Any, mu: Any, sigma2: Any, eps: float
+) -> tuple[Any, Any]:
+    """W', b' of the one layer that computes eval-mode batch norm of z = W x + b."""
+    s = gamma / (sigma2 + eps) ** 0.5                    # one factor per output unit c
+    W_folded = s.reshape(-1, *[1] * (W.ndim - 1)) * W    # row c of W times s_c
+    b_folded = s * (b - mu) + beta
+    return W_folded, b_folded
 
 
 def fold_params(
     W: Any, b: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any, eps: float
 ) -> tuple[Any, Any]:
-    r"""The folded weight and bias: the formula, for numpy arrays or torch tensors.
+    r"""The folded weight and bias, for numpy arrays or torch tensors: :func:`fold_linear`,
+    with its input checked.
 
     .. math::
 
@@ -65,10 +77,12 @@ def fold_params(
         (array([[1., 2.],
                [3., 4.]]), array([ 0.5, -1. ]))
     """
-    scale = gamma / (running_var + eps) ** 0.5
-    W_folded = W * scale.reshape((-1,) + (1,) * (W.ndim - 1))
-    b_folded = (b - running_mean) * scale + beta
-    return W_folded, b_folded
+    n_out = W.shape[0]
+    for name, value in (("b", b), ("gamma", gamma), ("beta", beta),
+                        ("running_mean", running_mean), ("running_var", running_var)):
+        _checks.check_channel_vector(value, name, n_out, source="W.shape[0]")
+    eps = _checks.check_eps(eps, training=False)
+    return fold_linear(W, b, gamma, beta, running_mean, running_var, eps)
 
 
 # Which batch norm normalizes which layer's output: a Linear's (N, F) output or a Conv1d's
@@ -81,20 +95,6 @@ def _layer_dim(layer: Any) -> int | None:
         if isinstance(layer, cls):
             return dim
     return None
-
-
-def _bn_dim(bn: Any) -> int | None:
-    """1, 2 or 3 for (course_lib.nn or torch.nn) BatchNorm1d/2d/3d; None if it accepts any."""
-    from course_lib import nn as course_nn
-
-    for dim, classes in (
-        (1, (nn.BatchNorm1d, course_nn.BatchNorm1d)),
-        (2, (nn.BatchNorm2d, course_nn.BatchNorm2d)),
-        (3, (nn.BatchNorm3d, course_nn.BatchNorm3d)),
-    ):
-        if isinstance(bn, classes):
-            return dim
-    return None  # e.g. torch.nn.SyncBatchNorm: any input dimension
 
 
 def _out_features(layer: Any) -> int:
@@ -149,7 +149,7 @@ def fold(layer: nn.Module, bn: nn.Module) -> nn.Module:
             f"expected bn to be a batch norm layer, torch.nn.BatchNorm1d/2d/3d or "
             f"course_lib.nn.BatchNorm1d/2d/3d (got {type(bn).__name__})"
         )
-    bn_dim = _bn_dim(bn)
+    bn_dim = batchnorm_dim(bn)
     if bn_dim is not None and bn_dim != dim:
         want = "BatchNorm1d" if dim == 1 else f"BatchNorm{dim}d"
         raise TypeError(

@@ -20,10 +20,27 @@ from typing import Callable
 import numpy as np
 
 
+def centered_difference(
+    f: Callable[[], np.ndarray], v: np.ndarray, dout: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
+    """dL/dv for L = sum(f() * dout), nudging one entry of v at a time by +h and -h."""
+    grad = np.zeros_like(v)
+    for k in np.ndindex(v.shape):
+        saved = v[k]
+        v[k] = saved + h
+        L_plus = np.sum(f() * dout)
+        v[k] = saved - h
+        L_minus = np.sum(f() * dout)
+        v[k] = saved                                # restore v exactly
+        grad[k] = (L_plus - L_minus) / (2 * h)
+    return grad
+
+
 def numerical_gradient(
     f: Callable[[], np.ndarray], v: np.ndarray, dout: np.ndarray, h: float = 1e-5
 ) -> np.ndarray:
-    """Centered differences of ``sum(f() * dout)`` with respect to ``v``.
+    """Centered differences of ``sum(f() * dout)`` with respect to ``v``
+    (:func:`centered_difference`, with ``v`` checked).
 
     Args:
         f: a function of no arguments that reads ``v`` (closed over) and returns an array of
@@ -46,16 +63,7 @@ def numerical_gradient(
             "numerical_gradient needs a float64 array to perturb (float32 rounding swamps the "
             f"difference); got {getattr(v, 'dtype', type(v).__name__)}; use v.astype(np.float64)"
         )
-    grad = np.zeros_like(v)
-    for index in np.ndindex(v.shape):
-        saved = v[index]
-        v[index] = saved + h
-        plus = np.sum(f() * dout)
-        v[index] = saved - h
-        minus = np.sum(f() * dout)
-        v[index] = saved
-        grad[index] = (plus - minus) / (2 * h)
-    return grad
+    return centered_difference(f, v, dout, h)
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,17 +19,29 @@ silently filling the output and, for good, the running statistics with NaN.
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
 from torch.nn import Module, Parameter, init
 
 from course_lib import _checks
-from course_lib.batchnorm import per_channel, reduce_axes, values_per_channel
+from course_lib.batchnorm import bn_forward, per_channel, values_per_channel
+from course_lib.running_stats import new_value_weight, running_stats_step
 
-__all__ = ["batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
+__all__ = [
+    "batch_norm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "is_batchnorm",
+    "batchnorm_layers",
+    "batchnorm_dim",
+    "as_found",
+    "Snapshot",
+]
 
 
 def batch_norm(
@@ -85,72 +97,215 @@ def batch_norm(
         >>> torch.allclose(y.mean(dim=0), torch.zeros(4), atol=1e-6)
         True
     """
-    # Hot path: this runs once per BN layer per step, so the checks below are written to cost
-    # (almost) nothing when the input is fine, and each raises the same error as the shared
-    # helper in course_lib._checks by calling it once something is wrong.
-    if eps <= 0.0:
-        _checks.check_eps(eps, training)
-    axes, nd = reduce_axes(x), x.ndim
-    # per_channel leaves a (C,) vector as it is for a 2D input: it broadcasts against (N, C)
-    # as (1, C) does, with the same values and gradient reductions, and one graph node less.
-    def pc(v: Tensor) -> Tensor:
-        return per_channel(v, nd)
-
+    x, params = _check_batch_norm_input(x, running_mean, running_var, weight, bias, training)
+    eps = _checks.check_eps(eps, training)
+    # Like torch, float16/bfloat16 is normalized in float32: (z - mu)**2 of values of a few
+    # hundred already overflows float16 (largest value 65504).
+    z = x.float() if x.dtype in _LOW_PRECISION else x
+    weight, bias = (None if p is None else p.to(z.dtype) for p in params)
+    C, nd = z.shape[1], z.ndim
     if training:
-        shape = x.shape
-        m = values_per_channel(shape)
-        if m <= 1:
-            _checks.check_values_per_channel(x.size(), allow_empty=True)
-        mean = x.mean(dim=axes)
-        mean_c = pc(mean)  # one view feeds both centerings: its gradient is the same sum
-        var = ((x - mean_c) ** 2).mean(dim=axes)  # biased: divide by m
-        # Course addition: refuse NaN/inf rather than spread it. A non-finite value anywhere
-        # in a channel makes that channel's mean non-finite, so one sum of the means proves a
-        # finite input; only when it is not finite does the full check (and its message) run.
-        if m > 0:
+        m = values_per_channel(z.shape)
+        gamma = torch.ones(C, dtype=z.dtype, device=z.device) if weight is None else weight
+        beta = torch.zeros(C, dtype=z.dtype, device=z.device) if bias is None else bias
+        z_tilde, cache = bn_forward(z, gamma, beta, eps)  # the one implementation
+        if m > 0:  # an empty batch leaves the running statistics alone, as in torch
             with torch.no_grad():  # bookkeeping, not part of the model's gradient
-                if not math.isfinite(mean.sum().item()):
-                    _checks.check_finite(x, channel_means=mean.detach())
-                _update_running_stats(running_mean, running_var, mean, var, momentum, m)
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError(
-                "running_mean and running_var must be tensors when training=False (got None); "
-                "pass training=True to normalize with the batch's own statistics"
-            )
-        mean, var = running_mean, running_var
-        mean_c = pc(mean)
+                # Course addition: refuse NaN/inf (and overflow) before any state changes.
+                _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+                new_mean, new_var = running_stats_step(
+                    running_mean, running_var, cache.mu, cache.var, m, momentum
+                )
+                for buffer, new in ((running_mean, new_mean), (running_var, new_var)):
+                    if buffer is not None:
+                        buffer.copy_(new)
+        return z_tilde.to(x.dtype)
+    # Test time: fixed statistics, so batch norm is a scale and a shift per channel.
+    mu, sigma2 = (per_channel(t.to(z.dtype), nd) for t in (running_mean, running_var))
+    z_norm = (z - mu) / (sigma2 + eps) ** 0.5
+    y = z_norm if weight is None else z_norm * per_channel(weight, nd)
+    y = y if bias is None else y + per_channel(bias, nd)
+    return y.to(x.dtype)
 
-    x_hat = (x - mean_c) / torch.sqrt(pc(var) + eps)
-    y = x_hat if weight is None else x_hat * pc(weight)
-    return y if bias is None else y + pc(bias)
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _update_running_stats(
+def _check_batch_norm_input(
+    x: Any,
     running_mean: Tensor | None,
     running_var: Tensor | None,
-    mean: Tensor,
-    var: Tensor,
-    momentum: float,
-    m: int,
-) -> None:
-    """Exponential moving averages, in place, with the unbiased variance (torch's convention).
+    weight: Tensor | None,
+    bias: Tensor | None,
+    training: bool,
+) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+    """Every check of :func:`batch_norm`, before anything is computed or changed."""
+    own = _first_not_none(weight, bias, running_mean, running_var)
+    _checks.check_float_tensor(x, None if own is None else own.dtype)
+    _checks.check_min_ndim(x.dim())
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        if t is not None:
+            _checks.check_channel_count(t, name, x.shape[1])
+    if training:
+        _checks.check_values_per_channel(x.size(), allow_empty=True)
+    elif running_mean is None or running_var is None:
+        raise ValueError(
+            "running_mean and running_var must be tensors when training=False (got None); "
+            "pass training=True to normalize with the batch's own statistics"
+        )
+    return x, (weight, bias)
 
-    ``m > 0`` values per channel (an empty batch leaves the buffers alone, as in torch); call
-    it under ``torch.no_grad()``. Computes ``(1 - momentum) * running + momentum * new`` with
-    the same roundings as that expression, but in the buffers themselves, without the
-    temporaries and the copy back, and both buffers in one call per operation.
+
+def is_batchnorm(module: Any) -> bool:
+    """True for a batch norm layer: ``torch.nn``'s (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``,
+    lazy variants) or this module's (and subclasses, e.g. the course's noisy batch norm).
+
+    The one answer to "is this a batch norm layer?" in ``course_lib``.
+
+    Example:
+        >>> is_batchnorm(torch.nn.BatchNorm1d(3)), is_batchnorm(torch.nn.LayerNorm(3))
+        (True, False)
     """
-    buffers, new = [], []
-    if running_mean is not None:
-        buffers.append(running_mean)
-        new.append(momentum * mean)
-    if running_var is not None:
-        buffers.append(running_var)
-        new.append((var * (m / (m - 1))).mul_(momentum))  # Bessel's correction, then weight
-    if buffers:
-        torch._foreach_mul_(buffers, 1 - momentum)
-        torch._foreach_add_(buffers, new)
+    return isinstance(module, (torch.nn.modules.batchnorm._BatchNorm, _BatchNorm))
+
+
+def batchnorm_layers(model: Module) -> list[tuple[str, Module]]:
+    """``(name, layer)`` for every batch norm layer in ``model`` (``model`` itself included),
+    in ``named_modules()`` order.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), BatchNorm1d(3), torch.nn.ReLU())
+        >>> [name for name, _ in batchnorm_layers(model)]
+        ['1']
+    """
+    if not isinstance(model, Module):
+        raise TypeError(
+            f"expected model to be a torch.nn.Module (got {type(model).__qualname__})"
+        )
+    return [(name, m) for name, m in model.named_modules() if is_batchnorm(m)]
+
+
+def batchnorm_dim(module: Any) -> int | None:
+    """1, 2 or 3 for a BatchNorm1d/2d/3d (``torch.nn``'s or this module's); ``None`` for a
+    batch norm layer that takes any input dimension (e.g. ``torch.nn.SyncBatchNorm``).
+
+    Example:
+        >>> batchnorm_dim(BatchNorm2d(3)), batchnorm_dim(torch.nn.SyncBatchNorm(3))
+        (2, None)
+    """
+    for dim, classes in (
+        (1, (torch.nn.BatchNorm1d, torch.nn.LazyBatchNorm1d, BatchNorm1d)),
+        (2, (torch.nn.BatchNorm2d, torch.nn.LazyBatchNorm2d, BatchNorm2d)),
+        (3, (torch.nn.BatchNorm3d, torch.nn.LazyBatchNorm3d, BatchNorm3d)),
+    ):
+        if isinstance(module, classes):
+            return dim
+    return None
+
+
+@dataclass
+class Snapshot:
+    """What :func:`as_found` saved; inside the ``with`` block it can put some of it back."""
+
+    modes: list[tuple[Module, bool]]
+    params: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    grads: list[tuple[Tensor, Tensor | None]] = field(default_factory=list)
+    buffers: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    generators: list[tuple[torch.Generator, Tensor]] = field(default_factory=list)
+    kept: bool = False
+
+    def keep_values(self) -> None:
+        """On exit, restore only the modes: keep what the block did to values and randomness."""
+        self.kept = True
+
+    def restore_randomness(self) -> None:
+        """Rewind every ``torch.Generator`` a module holds to its saved state."""
+        for g, state in self.generators:
+            g.set_state(state)
+
+    def restore_buffers(self) -> None:
+        """Put back the saved buffers (running statistics, ``num_batches_tracked``)."""
+        with torch.no_grad():
+            for b, saved in self.buffers:
+                b.copy_(saved)
+
+    def restore(self) -> None:
+        """Put everything saved back (only the modes after :meth:`keep_values`)."""
+        for m, training in self.modes:
+            m.training = training
+        if self.kept:
+            return
+        with torch.no_grad():
+            for p, saved in self.params:
+                p.copy_(saved)
+        for p, grad in self.grads:
+            p.grad = grad
+        self.restore_buffers()
+        self.restore_randomness()
+
+
+def _generators(model: Module) -> list[torch.Generator]:
+    """Every distinct ``torch.Generator`` held as an attribute by a module of ``model``."""
+    found: dict[int, torch.Generator] = {}
+    for m in model.modules():
+        for value in vars(m).values():
+            if isinstance(value, torch.Generator):
+                found.setdefault(id(value), value)
+    return list(found.values())
+
+
+@contextmanager
+def as_found(
+    model: Module, mode: str | None = None, *, state: bool = False
+) -> Iterator[Snapshot]:
+    """Run the ``with`` block, then leave ``model`` as it was found.
+
+    Always restored: the train/eval mode of every submodule (nested ones included, each its
+    own). With ``state=True`` also, bit for bit: parameter values and their ``.grad``,
+    buffers (running statistics, ``num_batches_tracked``), the state of every
+    ``torch.Generator`` a module holds, and the global CPU random state (forked). The one
+    way ``course_lib`` borrows a model.
+
+    Args:
+        model: any ``torch.nn.Module``.
+        mode: ``"eval"`` or ``"train"`` to put the whole model in that mode for the block,
+            ``None`` to leave the modes as they are.
+        state: also save and restore values and random states (see above).
+
+    Yields:
+        A :class:`Snapshot`, whose ``restore_buffers()`` and ``restore_randomness()`` let
+        repeated passes inside the block see the same running statistics and noise.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3), BatchNorm1d(3))
+        >>> with as_found(model, "eval"):
+        ...     y = model(torch.randn(1, 4))          # one example is fine in eval mode
+        >>> model.training, model[1].training
+        (True, True)
+    """
+    if not isinstance(model, Module):
+        raise TypeError(
+            f"expected model to be a torch.nn.Module (got {type(model).__qualname__})"
+        )
+    if mode not in (None, "train", "eval"):
+        raise ValueError(
+            f"expected mode 'train', 'eval' or None (got {mode!r}); 'eval' uses the running "
+            "statistics, 'train' the batch's own, None keeps each module's mode"
+        )
+    snap = Snapshot(modes=[(m, m.training) for m in model.modules()])
+    if state:
+        snap.params = [(p, p.detach().clone()) for p in model.parameters()]
+        snap.grads = [(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
+        snap.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        snap.generators = [(g, g.get_state()) for g in _generators(model)]
+    try:
+        if mode is not None:
+            model.train(mode == "train")
+        with torch.random.fork_rng(devices=[], enabled=state):
+            yield snap
+    finally:
+        snap.restore()
 
 
 class _NormBase(Module):
@@ -265,55 +420,41 @@ class _BatchNorm(_NormBase):
     """Owns ``forward``: decides which statistics to use and which buffers to update."""
 
     def forward(self, x: Tensor) -> Tensor:
-        # Read parameters and buffers from their dicts once: nn.Module's attribute lookup for
-        # them is slow, and this runs once per layer per step.
-        params, buffers = self._parameters, self._buffers
-        try:
-            weight, bias = params["weight"], params["bias"]
-            running_mean, running_var = buffers["running_mean"], buffers["running_var"]
-            num_batches_tracked = buffers["num_batches_tracked"]
-        except KeyError:  # e.g. a parametrized weight lives elsewhere: ask nn.Module
-            weight, bias = self.weight, self.bias
-            running_mean, running_var = self.running_mean, self.running_var
-            num_batches_tracked = self.num_batches_tracked
-        own = _first_not_none(weight, bias, running_mean)
+        own = _first_not_none(self.weight, self.bias, self.running_mean)
         _checks.check_float_tensor(x, None if own is None else own.dtype)
         self._check_input_dim(x)
         if own is not None:  # as in torch, a layer with no per-channel tensors takes any C
-            shape = x.shape
-            if shape[1] != self.num_features:
-                _checks.check_num_features(shape, self.num_features, type(self).__name__)
+            if x.shape[1] != self.num_features:
+                _checks.check_num_features(x.shape, self.num_features, type(self).__name__)
 
-        # The weight of the new batch in the running averages.
         training = self.training
-        factor = 0.0 if self.momentum is None else self.momentum
-        if training and self.track_running_stats and num_batches_tracked is not None:
-            num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average: the plain mean of batches
-                factor = 1.0 / float(num_batches_tracked)
-
+        updating = training and self.track_running_stats
+        counter = self.num_batches_tracked
+        momentum = 0.0  # the weight of this batch in the running averages
+        if updating and (self.momentum is not None or counter is not None):
+            momentum = new_value_weight(
+                "pytorch",
+                momentum=self.momentum,
+                # momentum=None is the plain average of all batches; this one is number n + 1
+                num_batches_tracked=None if self.momentum is not None else int(counter) + 1,
+            )
         # Batch statistics in training, and in eval when there are no running ones to use.
-        use_batch_stats = training or (running_mean is None and running_var is None)
+        use_batch_stats = training or (self.running_mean is None and self.running_var is None)
         # Hand over the buffers only to be used (eval) or updated (training and tracking).
         hand_over = not training or self.track_running_stats
-
-        # Like torch, a float16/bfloat16 input meets float32 parameters in float32.
-        x_in = x if own is None or x.dtype == own.dtype else x.to(own.dtype)
         y = batch_norm(
-            x_in,
-            running_mean if hand_over else None,
-            running_var if hand_over else None,
-            weight,
-            bias,
+            x,
+            self.running_mean if hand_over else None,
+            self.running_var if hand_over else None,
+            self.weight,
+            self.bias,
             use_batch_stats,
-            factor,
+            momentum,
             self.eps,
         )
-        return y if y.dtype == x.dtype else y.to(x.dtype)
-
-    def _a_per_channel_tensor(self) -> Tensor | None:
-        """Any of weight, bias, running_mean: they fix the layer's dtype and channel count."""
-        return _first_not_none(self.weight, self.bias, self.running_mean)
+        if updating and counter is not None:  # after batch_norm accepted the input
+            counter.add_(1)
+        return y
 
 
 def _first_not_none(*tensors: Tensor | None) -> Tensor | None:

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Standardizer"]
+__all__ = ["standardize", "Standardizer"]
+
+
+def standardize(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Per feature: how many standard deviations sigma x lies from the mean mu."""
+    x_norm = (x - mu) / sigma
+    return x_norm
 
 
 class Standardizer:
@@ -102,7 +108,8 @@ class Standardizer:
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Return ``(X - mean_) / std_`` using the statistics from :meth:`fit`.
+        """Return ``(X - mean_) / std_`` using the statistics from :meth:`fit`
+        (:func:`standardize`, with the input checked).
 
         Args:
             X: ``(M, D)`` data with the same D as the training data (M may differ).
@@ -111,7 +118,7 @@ class Standardizer:
             ``(M, D)`` standardized copy of ``X``; ``X`` is not modified.
         """
         X = self._check_fitted_input(X, "transform")
-        return (X - self.mean_.astype(X.dtype)) / self.std_.astype(X.dtype)
+        return standardize(X, self.mean_.astype(X.dtype), self.std_.astype(X.dtype))
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         """``fit(X)`` then ``transform(X)``. Use it on training data only."""

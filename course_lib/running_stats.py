@@ -40,6 +40,9 @@ from course_lib import _checks
 from course_lib.batchnorm import batch_stats, values_per_channel
 
 __all__ = [
+    "ema",
+    "unbiased_var",
+    "running_stats_step",
     "DEFAULT",
     "new_value_weight",
     "ema_update",
@@ -58,13 +61,30 @@ _DEFAULT_BETA = 0.9  # the lecture's usual example: averages over roughly 1 / (1
 _DEFAULT_MOMENTUM = {"pytorch": 0.1, "keras": 0.99}
 
 
-def check_unit_interval(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"expected {name} to be a number in [0, 1] (got {value!r})")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected {name} in [0, 1] (got {value}); it is a weight in an average")
-    return value
+def ema(v: Any, theta: Any, beta: float) -> Any:
+    """One step of the exponentially weighted average of theta, weighting v by beta."""
+    return beta * v + (1 - beta) * theta
+
+
+def unbiased_var(sigma2: Any, m: int) -> Any:
+    """Bessel's correction: the unbiased variance of m values whose biased one is sigma2."""
+    return sigma2 * (m / (m - 1))
+
+
+def running_stats_step(
+    running_mean: Any, running_var: Any, mu: Any, sigma2: Any, m: int, w: float
+) -> tuple[Any, Any]:
+    r"""The running statistics after one batch of ``m`` values per channel, as PyTorch
+    stores them: EMAs of the batch mean ``mu`` and of the *unbiased* batch variance, with
+    weight ``w`` on the batch (:func:`new_value_weight`). ``None`` stays ``None``.
+
+    The one implementation of the update: :func:`update_running_stats` (numpy) and
+    :mod:`course_lib.nn`'s layers (torch, in their buffers) call it.
+    """
+    beta = 1.0 - w
+    new_mean = None if running_mean is None else ema(running_mean, mu, beta)
+    new_var = None if running_var is None else ema(running_var, unbiased_var(sigma2, m), beta)
+    return new_mean, new_var
 
 
 def new_value_weight(
@@ -119,7 +139,7 @@ def new_value_weight(
                 f"value), not momentum (got momentum={momentum!r}); pass beta=1 - momentum for "
                 "PyTorch's momentum, or convention='pytorch'"
             )
-        b = _DEFAULT_BETA if beta is None else check_unit_interval(beta, "beta")
+        b = _DEFAULT_BETA if beta is None else _checks.check_unit_interval(beta, "beta")
         return 1.0 - b
     if beta is not None:
         framework = "PyTorch" if convention == "pytorch" else "Keras"
@@ -138,9 +158,9 @@ def new_value_weight(
                 "Keras has no momentum=None; that is PyTorch's cumulative average "
                 "(use convention='pytorch')"
             )
-        return 1.0 - check_unit_interval(momentum, "momentum")
+        return 1.0 - _checks.check_unit_interval(momentum, "momentum")
     if momentum is not None:
-        return check_unit_interval(momentum, "momentum")
+        return _checks.check_unit_interval(momentum, "momentum")
     if num_batches_tracked is None or int(num_batches_tracked) < 1:
         raise ValueError(
             "momentum=None is PyTorch's cumulative average, whose weight on the new batch is "
@@ -160,7 +180,7 @@ def ema_update(
     num_batches_tracked: int | None = None,
 ) -> Any:
     r"""One step of an exponentially weighted average, in the lecture's, PyTorch's or Keras's
-    convention.
+    convention: :func:`ema` with :math:`\beta = 1 - w`.
 
     .. math:: \text{new} = (1 - w)\,\text{running} + w\,\theta,
               \qquad w = \texttt{new\_value\_weight(convention, ...)}
@@ -179,7 +199,7 @@ def ema_update(
     Example:
         >>> round(ema_update(0.0, 10.0, convention="lecture", beta=0.9), 12)
         1.0
-        >>> ema_update(0.0, 10.0, convention="pytorch")              # momentum=0.1
+        >>> round(ema_update(0.0, 10.0, convention="pytorch"), 12)   # momentum=0.1
         1.0
         >>> round(ema_update(0.0, 10.0, convention="keras", momentum=0.9), 12)
         1.0
@@ -189,8 +209,7 @@ def ema_update(
     w = new_value_weight(
         convention, beta=beta, momentum=momentum, num_batches_tracked=num_batches_tracked
     )
-    # The same expression, term for term, as torch's CPU kernel: w * batch + (1 - w) * running.
-    return w * batch_value + (1.0 - w) * running
+    return ema(running, batch_value, beta=1.0 - w)
 
 
 def bias_correction(running: Any, *, beta: float, t: int) -> Any:
@@ -218,7 +237,7 @@ def bias_correction(running: Any, *, beta: float, t: int) -> Any:
         >>> round(v, 4), round(bias_correction(v, beta=0.9, t=3), 4)
         (1.355, 5.0)
     """
-    beta = check_unit_interval(beta, "beta")
+    beta = _checks.check_unit_interval(beta, "beta")
     if beta == 1.0:
         raise ValueError("beta=1 never moves the average away from its start; use beta < 1")
     if isinstance(t, bool) or int(t) != t or t < 1:
@@ -234,19 +253,9 @@ class RunningStats(NamedTuple):
     num_batches_tracked: int
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.startswith("torch")
-
-
-def to_numpy64(x: Any) -> np.ndarray:
-    if _is_torch(x):
-        return x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
 def _like(value: np.ndarray, template: Any) -> Any:
     """``value`` (float64 numpy) as the type, dtype and device of ``template``."""
-    if _is_torch(template):
+    if _checks.is_torch(template):
         import torch
 
         return torch.from_numpy(value).to(dtype=template.dtype, device=template.device)
@@ -306,21 +315,19 @@ def update_running_stats(
         >>> torch.allclose(rm, bn.running_mean), torch.allclose(rv, bn.running_var), n
         (True, True, 1)
     """
-    rm64, rv64 = to_numpy64(running_mean), to_numpy64(running_var)
+    rm64, rv64 = _checks.to_numpy64(running_mean), _checks.to_numpy64(running_var)
     shape = tuple(np.shape(x))
     _checks.check_min_ndim(len(shape))
     _checks.check_channel_vector(rm64, "running_mean", shape[1])
     _checks.check_channel_vector(rv64, "running_var", shape[1])
     _checks.check_values_per_channel(shape)
     t = int(num_batches_tracked) + 1
-    x64 = to_numpy64(x)
+    x64 = _checks.to_numpy64(x)
     mu, var = batch_stats(x64)  # the biased variance: the one the forward pass normalizes with
-    _checks.check_finite(x64, channel_means=mu)
+    _checks.check_finite(x64, channel_means=mu, channel_vars=var)
+    w = new_value_weight("pytorch", momentum=momentum, num_batches_tracked=t)
     m = values_per_channel(x64.shape)
-    unbiased_var = var * (m / (m - 1))
-    kw = dict(convention="pytorch", momentum=momentum, num_batches_tracked=t)
-    new_mean = ema_update(rm64, mu, **kw)
-    new_var = ema_update(rv64, unbiased_var, **kw)
+    new_mean, new_var = running_stats_step(rm64, rv64, mu, var, m, w)
     return RunningStats(_like(new_mean, running_mean), _like(new_var, running_var), t)
 
 

@@ -15,10 +15,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from course_lib.gradcheck import numerical_gradient, rel_error
+from course_lib.gradcheck import centered_difference, numerical_gradient, rel_error
 from course_lib.batchnorm import (
     BatchNormCache,
     batch_stats,
+    bn_backward,
+    bn_backward_graph,
+    bn_forward,
     batchnorm_backward,
     batchnorm_backward_graph,
     batchnorm_forward,
@@ -113,6 +116,21 @@ def test_batch_stats_constant_channel_has_exactly_zero_variance():
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", list(SHAPES))
+def test_teaching_forward_backward_match_torch(shape, dtype, seed):
+    """bn_forward and bn_backward, the functions the page shows, against torch."""
+    x, gamma, beta, dout = random_problem(shape, dtype, seed)
+    out, cache = bn_forward(x, gamma, beta)
+    dx, dgamma, dbeta = bn_backward(dout, cache)
+    ref_out, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x, gamma, beta, dout)
+
+    for got, want in [(out, ref_out), (dx, ref_dx), (dgamma, ref_dgamma), (dbeta, ref_dbeta)]:
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", list(SHAPES))
 def test_forward_backward_match_torch(shape, dtype, seed):
     x, gamma, beta, dout = random_problem(shape, dtype, seed)
     out, cache = batchnorm_forward(x, gamma, beta)
@@ -124,13 +142,28 @@ def test_forward_backward_match_torch(shape, dtype, seed):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_public_api_is_the_teaching_function_plus_checks(shape):
+    """The checked API returns exactly what the teaching functions return."""
+    x, gamma, beta, dout = random_problem(shape, np.float32, seed=0)
+    out, cache = batchnorm_forward(x, gamma, beta)
+    out_t, cache_t = bn_forward(x, gamma, beta)
+    np.testing.assert_array_equal(out, out_t)
+    for a, b in zip(cache, cache_t):
+        np.testing.assert_array_equal(a, b)
+    for api, teaching in ((batchnorm_backward, bn_backward),
+                          (batchnorm_backward_graph, bn_backward_graph)):
+        for a, b in zip(api(dout, cache), teaching(dout, cache)):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_backward_graph_equals_backward(shape, dtype, seed):
     x, gamma, beta, dout = random_problem(shape, dtype, seed)
-    _, cache = batchnorm_forward(x, gamma, beta)
-    for got, want in zip(batchnorm_backward_graph(dout, cache), batchnorm_backward(dout, cache)):
+    _, cache = bn_forward(x, gamma, beta)
+    for got, want in zip(bn_backward_graph(dout, cache), bn_backward(dout, cache)):
         assert got.dtype == dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
@@ -138,14 +171,15 @@ def test_backward_graph_equals_backward(shape, dtype, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("shape", [(6, 4), (4, 3, 5), (3, 2, 3, 3)])
 def test_gradients_match_central_differences(shape, seed):
+    """The teaching functions against the teaching numerical gradient."""
     x, gamma, beta, dout = random_problem(shape, np.float64, seed)
-    _, cache = batchnorm_forward(x, gamma, beta)
+    _, cache = bn_forward(x, gamma, beta)
 
     def out():
-        return batchnorm_forward(x, gamma, beta)[0]
+        return bn_forward(x, gamma, beta)[0]
 
-    numeric = [numerical_gradient(out, v, dout) for v in (x, gamma, beta)]
-    for backward in (batchnorm_backward, batchnorm_backward_graph):
+    numeric = [centered_difference(out, v, dout) for v in (x, gamma, beta)]
+    for backward in (bn_backward, bn_backward_graph):
         for name, analytic, num in zip(("dx", "dgamma", "dbeta"), backward(dout, cache), numeric):
             err = rel_error(analytic, num)
             print(f"{backward.__name__} {name}: relative error {err:.1e} (expect < 1e-7)")
@@ -317,6 +351,24 @@ def test_naive_variance_would_fail_the_large_mean_tests():
     assert plain_mean_error > 1e-1  # off by more than a tenth of the spread
     mu, _ = batch_stats(x32)
     assert np.abs(mu - x32.astype(np.float64).mean(axis=0)).max() < 0.1  # ~ulp(1e6) = 0.06
+
+
+def test_shift_is_needed_for_a_large_mean():
+    """Why bn_forward subtracts K first: without it float32 data near 1e6 normalizes wrongly.
+
+    The same formula without the shift (a plain float32 mean, then z - mu) is off by more
+    than 0.1 in z_norm; with it, bn_forward agrees with float64 to 1e-4.
+    """
+    rng = np.random.default_rng(0)
+    z = (1e6 + rng.standard_normal((4096, 3))).astype(np.float32)
+    z64 = z.astype(np.float64)
+    exact = (z64 - z64.mean(axis=0)) / np.sqrt(z64.var(axis=0) + 1e-5)
+    mu = z.mean(axis=0)
+    unshifted = (z - mu) / np.sqrt(((z - mu) ** 2).mean(axis=0) + np.float32(1e-5))
+    assert np.abs(unshifted - exact).max() > 0.1
+    ones, zeros = np.ones(3, np.float32), np.zeros(3, np.float32)
+    z_tilde, _ = bn_forward(z, ones, zeros)
+    assert np.abs(z_tilde - exact).max() < 1e-4
 
 
 # ---------------------------------------------------------------- validation

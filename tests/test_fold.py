@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import course_lib.nn as cnn
-from course_lib.fold import fold, fold_model, fold_params
+from course_lib.fold import fold, fold_linear, fold_model, fold_params
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -36,6 +36,41 @@ def _bn_kinds(dim):
         "course_lib bias=False": lambda c: course_cls(c, bias=False),
         "momentum=None": lambda c: torch_cls(c, momentum=None),
     }
+
+
+def test_fold_linear_is_batchnorm_of_the_layer_torch_and_numpy():
+    """fold_linear (what the page shows) computes eval-mode torch BN of W x + b."""
+    gen = torch.Generator().manual_seed(0)
+    lin, bn = nn.Linear(4, 3).double(), _trained_bn_for_test(gen)
+    W, b = lin.weight.detach(), lin.bias.detach()
+    Wf, bf = fold_linear(W, b, bn.weight.detach(), bn.bias.detach(), bn.running_mean,
+                         bn.running_var, bn.eps)
+    x = torch.randn(7, 4, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(x @ Wf.T + bf, bn(lin(x)).detach(), rtol=1e-12, atol=1e-12)
+    Wn, bn_ = fold_linear(*(t.numpy() for t in (W, b, bn.weight.detach(), bn.bias.detach(),
+                                                bn.running_mean, bn.running_var)), bn.eps)
+    np.testing.assert_allclose(Wn, Wf.numpy(), rtol=1e-15)
+    np.testing.assert_allclose(bn_, bf.numpy(), rtol=1e-15)
+
+
+def _trained_bn_for_test(gen):
+    bn = nn.BatchNorm1d(3, dtype=torch.float64)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(3, generator=gen, dtype=torch.float64) + 0.5)
+        bn.bias.copy_(torch.randn(3, generator=gen, dtype=torch.float64))
+    for _ in range(3):
+        bn(torch.randn(16, 3, generator=gen, dtype=torch.float64) * 2 + 1)
+    return bn.eval()
+
+
+def test_fold_params_checks_sizes_and_eps():
+    W, v = np.ones((3, 4)), np.ones(3)
+    with pytest.raises(ValueError, match=r"expected running_var of shape \(C,\) = \(3,\).*W.shape\[0\]"):
+        fold_params(W, v, v, v, v, np.ones(4), 1e-5)
+    with pytest.raises(ValueError, match="eps must be non-negative"):
+        fold_params(W, v, v, v, v, v, -1.0)
+    with pytest.raises(TypeError, match="eps"):
+        fold_params(W, v, v, v, v, v, None)
 
 
 def test_fold_params_formula_numpy_and_torch():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from course_lib.gradcheck import numerical_gradient, rel_error
+from course_lib.gradcheck import centered_difference, numerical_gradient, rel_error
 
 
 def test_matches_a_known_gradient_and_restores_the_input():
@@ -13,6 +13,16 @@ def test_matches_a_known_gradient_and_restores_the_input():
     exact = (np.cos(v) * v + np.sin(v)) * dout
     assert rel_error(grad, exact) < 1e-9
     assert np.array_equal(v, before)
+
+
+def test_teaching_form_is_the_checked_one():
+    rng = np.random.default_rng(1)
+    v, dout = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    before = v.copy()
+    grad = centered_difference(lambda: v**2, v, dout)
+    assert rel_error(grad, 2 * v * dout) < 1e-9
+    assert np.array_equal(v, before)
+    assert np.array_equal(grad, numerical_gradient(lambda: v**2, v, dout))
 
 
 def test_detects_a_wrong_gradient():

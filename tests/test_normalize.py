@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from sklearn.preprocessing import StandardScaler
 
-from course_lib.normalize import Standardizer
+from course_lib.normalize import Standardizer, standardize
 
 SEEDS = range(5)
 
@@ -47,6 +47,20 @@ def test_formula_population_std_and_training_statistics(seed):
     expected = (X_test - X_train.mean(0)) / sigma
     np.testing.assert_allclose(scaler.transform(X_test), expected, rtol=1e-10, atol=1e-12)
     assert not np.allclose(scaler.transform(X_test).mean(0), 0.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_teaching_standardize_matches_sklearn(seed):
+    """standardize (what the page shows) with the training statistics = sklearn's transform."""
+    X_train, X_test = _data(seed), _data(seed + 100, n=7)
+    ref = StandardScaler().fit(X_train)
+    mu, sigma = X_train.mean(axis=0), X_train.std(axis=0)
+    np.testing.assert_allclose(standardize(X_test, mu, sigma), ref.transform(X_test),
+                               rtol=1e-10, atol=1e-12)
+    scaler = Standardizer().fit(X_train)
+    np.testing.assert_array_equal(
+        scaler.transform(X_test), standardize(X_test, scaler.mean_, scaler.std_)
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -6,6 +6,7 @@ import torch
 
 import course_lib.nn as cnn
 from course_lib.running_stats import (
+    ema,
     bias_correction,
     conventions_table,
     ema_update,
@@ -35,6 +36,18 @@ def test_new_value_weight(kwargs, weight):
     assert new_value_weight(**kwargs) == pytest.approx(weight, abs=1e-15)
     # ema_update from 0 towards 1 moves exactly by the weight on the new value.
     assert ema_update(0.0, 1.0, **kwargs) == pytest.approx(weight, abs=1e-15)
+
+
+def test_ema_is_the_lecture_formula_and_matches_torch_buffers():
+    """ema (what the page shows) = v = beta v + (1 - beta) theta = torch's running_mean."""
+    assert ema(2.0, 10.0, beta=0.75) == 0.75 * 2.0 + 0.25 * 10.0
+    gen = torch.Generator().manual_seed(0)
+    bn, v = torch.nn.BatchNorm1d(3, momentum=0.2), torch.zeros(3)
+    for _ in range(20):
+        x = torch.randn(8, 3, generator=gen) * 2 + 3
+        bn(x)
+        v = ema(v, x.mean(dim=0), beta=1 - 0.2)
+    torch.testing.assert_close(v, bn.running_mean)
 
 
 def test_same_average_in_three_conventions():

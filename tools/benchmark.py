@@ -15,9 +15,10 @@ naming the misses. Sections (``--only`` picks some):
 ``book``       the book build with stored outputs (budget: < 90 s).
 ``batchnorm``  ``course_lib.batchnorm`` forward + backward (numpy) against
                ``torch.nn.BatchNorm1d/2d`` forward + backward on the same float32 data, as a
-               ratio (budget: <= 1.5x), and each one's memory traffic against a plain copy;
+               ratio (reported, no budget: the numpy reference is written to be read), and each
+               one's memory traffic against a plain copy;
                the note also counts both times in numpy passes and gives torch on 1 thread.
-``backward``   the compact backward against the graph backward (budget: >= 2x faster) and the
+``backward``   the compact backward against the graph backward (reported, no budget) and the
                memory the forward cache holds relative to the input (budget: <= 2x).
 ``training``   a full SGD step of the chapter 3 network with ``course_lib.nn.BatchNorm1d``
                against ``torch.nn.BatchNorm1d`` (budget: < 2x).
@@ -62,8 +63,6 @@ BUDGETS: dict[str, tuple[str, float, str]] = {
     "course_total": ("<", 240.0, "s"),
     "tests": ("<", 600.0, "s"),
     "book": ("<", 90.0, "s"),
-    "bn_vs_torch": ("<=", 1.5, "x"),
-    "compact_vs_graph": (">=", 2.0, "x"),
     "cache_vs_input": ("<=", 2.0, "x"),
     "train_step_vs_torch": ("<", 2.0, "x"),
     "slider": ("<", 100.0, "ms"),
@@ -110,7 +109,7 @@ def within_budget(value: float | None, budget: str) -> bool:
     Example:
         >>> within_budget(59.9, "notebook"), within_budget(60.0, "notebook")
         (True, False)
-        >>> within_budget(2.0, "compact_vs_graph")
+        >>> within_budget(2.0, "cache_vs_input")
         True
     """
     op, limit, _ = BUDGETS[budget]
@@ -120,7 +119,7 @@ def within_budget(value: float | None, budget: str) -> bool:
 
 
 def budget_text(budget: str | None) -> str:
-    """How the table shows a budget: ``"< 60 s"``, ``">= 2x"``; ``""`` for none."""
+    """How the table shows a budget: ``"< 60 s"``, ``"<= 2x"``; ``""`` for none."""
     if budget is None:
         return ""
     op, limit, unit = BUDGETS[budget]
@@ -625,7 +624,7 @@ def bench_batchnorm(shapes: Sequence[tuple[int, ...]], repeats: int) -> list[Res
         label = "x".join(map(str, shape))
         results.append(result(
             "batchnorm", f"numpy fwd+bwd / torch fwd+bwd, {label}",
-            best["ours"] / best["torch"], "x", "bn_vs_torch", f"min of {repeats}",
+            best["ours"] / best["torch"], "x", None, f"min of {repeats}",
             f"{best['ours'] * 1e3:.3g} vs {best['torch'] * 1e3:.3g} ms "
             f"({threads} torch threads), = {passes['ours']:.1f} vs {passes['torch']:.1f} "
             f"numpy passes of {best['pass'] * 1e3:.3g} ms; vs torch on 1 thread "
@@ -660,7 +659,7 @@ def bench_backward(shapes: Sequence[tuple[int, ...]], repeats: int) -> list[Resu
         label = "x".join(map(str, shape))
         results.append(result(
             "backward", f"graph / compact backward time, {label}",
-            best["graph"] / best["compact"], "x", "compact_vs_graph", f"min of {repeats}",
+            best["graph"] / best["compact"], "x", None, f"min of {repeats}",
             f"{best['compact'] * 1e3:.3g} vs {best['graph'] * 1e3:.3g} ms",
             median_ratio=statistics.median(t["graph"]) / statistics.median(t["compact"])))
         held = cache_bytes(cache)

@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from course_lib.running_stats import check_unit_interval, to_numpy64, update_running_stats
+from course_lib._checks import check_unit_interval, to_numpy64
+from course_lib.running_stats import update_running_stats
 
 __all__ = ["shifting_stream", "trace_running_stats", "ema_noise_theory", "momentum_tradeoff"]
 
