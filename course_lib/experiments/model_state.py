@@ -6,89 +6,51 @@ BN's noise, dropout), which updates running statistics and advances random gener
 :func:`preserved_state` snapshots everything such a pass can touch and restores it bit for
 bit; the helpers below put the model in the requested mode and move a batch onto it.
 
-(If the core grows one "leave the model as you found it" guard, :func:`preserved_state`
-becomes a thin alias of it; the probes only use this function.)
+The guard itself is the core's :func:`course_lib.nn.as_found`; :func:`preserved_state` is
+its name here, with everything restored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from numbers import Integral
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MODES", "check_every", "check_probe_batch", "check_probe_mode", "on_model", "preserved_state", "set_probe_mode"]
+from course_lib.nn import Snapshot, as_found
+
+__all__ = [
+    "MODES",
+    "check_every",
+    "check_probe_batch",
+    "check_probe_mode",
+    "on_model",
+    "preserved_state",
+    "set_probe_mode",
+]
 
 #: ``"train"``: batch statistics and noise, as in a training step; ``"eval"``: running
 #: statistics, no noise.
 MODES: tuple[str, ...] = ("train", "eval")
 
-@dataclass
-class _Snapshot:
-    params: list[tuple[Tensor, Tensor]]
-    grads: list[tuple[Tensor, Tensor | None]]
-    buffers: list[tuple[Tensor, Tensor]]
-    modes: list[tuple[nn.Module, bool]]
-    generators: list[tuple[torch.Generator, Tensor]]
 
-    def restore_randomness(self) -> None:
-        for g, state in self.generators:
-            g.set_state(state)
+def preserved_state(model: nn.Module) -> AbstractContextManager[Snapshot]:
+    """Run the ``with`` block on ``model`` and put everything back afterwards, bit for bit.
 
-    def restore_buffers(self) -> None:
-        with torch.no_grad():
-            for b, saved in self.buffers:
-                b.copy_(saved)
-
-
-def _generators(model: nn.Module) -> list[torch.Generator]:
-    """Every distinct ``torch.Generator`` held as an attribute by a module of ``model``."""
-    found: dict[int, torch.Generator] = {}
-    for m in model.modules():
-        for value in vars(m).values():
-            if isinstance(value, torch.Generator):
-                found.setdefault(id(value), value)
-    return list(found.values())
-
-
-@contextmanager
-def preserved_state(model: nn.Module) -> Iterator[_Snapshot]:
-    """Run the ``with`` block on ``model`` and put everything back afterwards.
-
-    Restored on exit, exactly (bit for bit): parameter values, their ``.grad``, buffers
-    (running statistics, ``num_batches_tracked``), each module's train/eval mode, the state
-    of every ``torch.Generator`` a module holds, and the global CPU random state (forked).
-    Inside the block the snapshot offers ``restore_randomness()`` and ``restore_buffers()``,
-    so repeated forward passes can see the same noise and the same running statistics.
+    Parameter values and their ``.grad``, buffers (running statistics,
+    ``num_batches_tracked``), each module's train/eval mode, every ``torch.Generator`` a module
+    holds and the global CPU random state. The snapshot's ``restore_randomness()`` and
+    ``restore_buffers()`` let repeated forward passes inside the block see the same noise and
+    running statistics. A thin name for the core's one guard,
+    :func:`course_lib.nn.as_found` with ``state=True``.
 
     Example:
         >>> with preserved_state(model):
         ...     model.train()(X)          # updates running statistics and draws noise...
         >>> # ...which are now undone
     """
-    snap = _Snapshot(
-        params=[(p, p.detach().clone()) for p in model.parameters()],
-        grads=[(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
-        buffers=[(b, b.detach().clone()) for b in model.buffers()],
-        modes=[(m, m.training) for m in model.modules()],
-        generators=[(g, g.get_state()) for g in _generators(model)],
-    )
-    try:
-        with torch.random.fork_rng(devices=[]):
-            yield snap
-    finally:
-        with torch.no_grad():
-            for p, saved in snap.params:
-                p.copy_(saved)
-        for p, grad in snap.grads:
-            p.grad = grad
-        snap.restore_buffers()
-        for m, training in snap.modes:
-            m.training = training
-        snap.restore_randomness()
+    return as_found(model, state=True)
 
 
 def check_probe_mode(mode: object, where: str) -> None:
