@@ -56,21 +56,21 @@ __all__ = ["GradientShift", "gradient_ics", "gradient_ics_recorder", "measure_gr
 Params = Mapping[str, Tensor]
 
 
-def gradient_ics(
-    grad: Callable[[Params], Params], theta: Params, earlier: Sequence[str], W_l: str, lr: float
-) -> tuple[float, float, float]:
+def gradient_ics(grad: Callable[[Params], Params], theta: Params, earlier: Sequence[str],
+                 W_l: str, lr: float) -> tuple[float, float, float]:
     """Santurkar et al.'s internal covariate shift of layer l, measured on its gradient.
 
-    grad(theta) -> {name: dL/d(name)} on one fixed batch. G is the gradient of W[l] now,
-    G_new the same after the parameters `earlier` (layers 1..l-1) take one SGD step.
+    grad(theta) -> {name: dL/d(name)} on one fixed batch. G is the gradient of W[l] now;
+    G_new (G' in the text) is the same after the layers `earlier` take one SGD step.
+    Returns ||G - G'||, cos(G, G') and ||G||.
     """
-    g = grad(theta)
+    g = grad(theta)                                  # every parameter's gradient
     G = g[W_l]
     theta_new = {k: v - lr * g[k] if k in earlier else v for k, v in theta.items()}
-    G_new = grad(theta_new)[W_l]
-    l2 = torch.linalg.vector_norm(G - G_new)
-    cos = (G * G_new).sum() / (torch.linalg.vector_norm(G) * torch.linalg.vector_norm(G_new))
-    return float(l2), float(cos), float(torch.linalg.vector_norm(G))
+    G_new = grad(theta_new)[W_l]                     # layer l itself has not moved
+    norm = torch.linalg.vector_norm
+    cos = (G * G_new).sum() / (norm(G) * norm(G_new))
+    return float(norm(G - G_new)), float(cos), float(norm(G))
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class GradientShift:
         return self.l2 / self.grad_norm if self.grad_norm > 0 else math.nan
 
     def as_record(self, prefix: str = "") -> dict[str, float]:
-        """``{prefix}ics_l2``, ``{prefix}ics_cosine``, ``{prefix}ics_relative``, ``{prefix}ics_grad_norm``."""
+        """Keys ``ics_l2``, ``ics_cosine``, ``ics_relative``, ``ics_grad_norm``, after ``prefix``."""
         return {
             f"{prefix}ics_l2": self.l2,
             f"{prefix}ics_cosine": self.cosine,
@@ -121,7 +121,10 @@ def _check_weight(model: nn.Module, weight: object, where: str) -> list[str]:
 
 def _check_lr(lr: object, where: str) -> float:
     if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{where}: lr must be a positive number, the SGD step of the earlier layers (got {lr!r})")
+        raise ValueError(
+            f"{where}: lr must be a positive number, the SGD step of the earlier layers "
+            f"(got {lr!r})"
+        )
     return float(lr)
 
 
@@ -210,7 +213,9 @@ def gradient_ics_recorder(
     check_every(every, where)
     lr = _check_lr(lr, where)
     if not isinstance(weight, str):
-        raise ValueError(f"{where}: weight must be a parameter name such as 'linear3.weight' (got {weight!r})")
+        raise ValueError(
+            f"{where}: weight must be a parameter name such as 'linear3.weight' (got {weight!r})"
+        )
     skipped = {k: math.nan for k in GradientShift(0.0, 0.0, 0.0).as_record(prefix)}
 
     def record(step: int, model: nn.Module) -> dict[str, float]:

@@ -36,7 +36,11 @@ from torch import nn
 from course_lib.experiments.data import load_digits_split
 from course_lib.experiments.gradient_ics import gradient_ics_recorder
 from course_lib.experiments.models import make_mlp
-from course_lib.experiments.percentiles import percentile_drift, percentile_recorder, percentile_traces
+from course_lib.experiments.percentiles import (
+    percentile_drift,
+    percentile_recorder,
+    percentile_traces,
+)
 from course_lib.experiments.training import History, train
 
 __all__ = ["CONFIGS", "DefinitionsSettings", "ICSDefinitions", "SETTINGS", "compare_definitions"]
@@ -80,7 +84,9 @@ class DefinitionsSettings:
                 f"eval_every={self.eval_every})"
             )
         if not 0 <= self.drift_from < self.steps:
-            raise ValueError(f"DefinitionsSettings: drift_from must be below steps (got {self.drift_from})")
+            raise ValueError(
+                f"DefinitionsSettings: drift_from must be below steps (got {self.drift_from})"
+            )
 
     @property
     def weight(self) -> str:
