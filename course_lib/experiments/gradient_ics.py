@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.model_state import (
+    batch_loss_and_grads,
     check_every,
     check_probe_batch,
     check_probe_mode,
@@ -171,16 +172,8 @@ def measure_gradient_ics(
             with torch.no_grad():
                 for name, p in params.items():
                     p.copy_(theta[name])
-            snap.restore_randomness()  # the same noise and running statistics every time
-            snap.restore_buffers()
-            torch.manual_seed(0)
-            with torch.enable_grad():
-                loss = loss_fn(model(X), y)
-                grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-            return {
-                name: torch.zeros_like(p) if g is None else g.detach()
-                for (name, p), g in zip(params.items(), grads)
-            }
+            _, grads = batch_loss_and_grads(model, X, y, list(params.values()), snap, loss_fn)
+            return dict(zip(params, grads))
 
         theta = {name: p.detach().clone() for name, p in params.items()}
         l2, cos, g_norm = gradient_ics(grad, theta, earlier, weight, lr)

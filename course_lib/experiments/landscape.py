@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.model_state import (
+    batch_loss_and_grads,
     check_every,
     check_probe_batch,
     check_probe_mode,
@@ -219,14 +220,8 @@ def probe_gradient_direction(
 
         def loss_and_grad(theta: Tensor) -> tuple[float, Tensor]:
             load_vector(theta, params)
-            # Same noise, same running statistics, same dropout mask for every point.
-            snap.restore_randomness()
-            snap.restore_buffers()
-            torch.manual_seed(0)
-            with torch.enable_grad():
-                loss = loss_fn(model(X), y)
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
-            return float(loss.detach()), flat_gradient(grads, params)
+            loss, grads = batch_loss_and_grads(model, X, y, params, snap, loss_fn)
+            return loss, torch.cat([g.reshape(-1) for g in grads])
 
         theta = torch.cat([p.detach().reshape(-1) for p in params]).clone()
         loss0, g, losses, changes = walk_along_gradient(loss_and_grad, theta, eta_arr)
@@ -246,13 +241,6 @@ def load_vector(theta: Tensor, params: Sequence[Tensor]) -> None:
         for p in params:
             p.copy_(theta[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
-
-
-def flat_gradient(grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> Tensor:
-    """The gradients of ``params`` as one detached vector; ``None`` (unused) counts as zero."""
-    return torch.cat(
-        [(torch.zeros_like(p) if g is None else g.detach()).reshape(-1) for g, p in zip(grads, params)]
-    )
 
 
 def landscape_recorder(

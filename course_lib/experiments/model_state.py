@@ -12,6 +12,7 @@ its name here, with everything restored.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from numbers import Integral
 
@@ -22,6 +23,7 @@ from course_lib.nn import Snapshot, as_found
 
 __all__ = [
     "MODES",
+    "batch_loss_and_grads",
     "check_every",
     "check_probe_batch",
     "check_probe_mode",
@@ -90,6 +92,31 @@ def on_model(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:
     if p is None:
         return tensors
     return tuple(t.to(p.device, p.dtype) if t.is_floating_point() else t.to(p.device) for t in tensors)
+
+
+def batch_loss_and_grads(
+    model: nn.Module,
+    X: Tensor,
+    y: Tensor,
+    params: Sequence[Tensor],
+    snap: Snapshot,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+) -> tuple[float, list[Tensor]]:
+    """The loss on ``(X, y)`` and its gradient for each of ``params`` (zeros where unused).
+
+    Inside :func:`preserved_state`: the noise, running statistics and global random state are
+    put back first, so every call sees the same batch statistics, noise and dropout masks,
+    and only the parameter values can change the answer.
+    """
+    snap.restore_randomness()
+    snap.restore_buffers()
+    torch.manual_seed(0)
+    with torch.enable_grad():
+        loss = loss_fn(model(X), y)
+        grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    return float(loss.detach()), [
+        torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)
+    ]
 
 
 def check_every(every: object, where: str) -> None:
