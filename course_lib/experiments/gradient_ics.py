@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.model_state import (
+    check_probe,
     batch_loss_and_grads,
     check_every,
     check_probe_batch,
@@ -157,9 +158,7 @@ def measure_gradient_ics(
         A :class:`GradientShift` (``l2``, ``cosine``, ``relative``, ``grad_norm``).
     """
     where = "measure_gradient_ics"
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{where}: model must be an nn.Module (got {type(model).__name__})")
-    check_probe_batch(X, where, y)
+    check_probe(model, X, where, y)
     earlier = _check_weight(model, weight, where)
     lr = _check_lr(lr, where)
     X, y = on_model(model, X, y)

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.model_state import (
+    check_probe,
     batch_loss_and_grads,
     check_every,
     check_probe_batch,
@@ -206,9 +207,7 @@ def probe_gradient_direction(
         >>> probe.loss_variation, probe.grad_change, probe.beta_smoothness
     """
     where = "probe_gradient_direction"
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{where}: model must be an nn.Module (got {type(model).__name__})")
-    check_probe_batch(X, where, y)
+    check_probe(model, X, where, y)
     eta_arr = _check_etas(etas, where)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:

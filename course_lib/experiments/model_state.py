@@ -24,6 +24,7 @@ from course_lib.nn import Snapshot, as_found
 __all__ = [
     "MODES",
     "batch_loss_and_grads",
+    "check_probe",
     "check_every",
     "check_probe_batch",
     "check_probe_mode",
@@ -84,6 +85,13 @@ def check_probe_batch(X: object, where: str, y: object = None) -> None:
             raise TypeError(f"{where}: y must be a 1D int64 tensor of class labels")
         if len(y) != len(X):
             raise ValueError(f"{where}: X has {len(X)} examples but y has {len(y)} labels")
+
+
+def check_probe(model: object, X: object, where: str, y: object = None) -> None:
+    """:func:`check_probe_batch`, and refuse a ``model`` that is not an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{where}: model must be an nn.Module (got {type(model).__name__})")
+    check_probe_batch(X, where, y)
 
 
 def on_model(model: nn.Module, *tensors: Tensor) -> tuple[Tensor, ...]:

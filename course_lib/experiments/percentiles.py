@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.experiments.model_state import (
+    check_probe,
     check_probe_batch,
     check_probe_mode,
     on_model,
@@ -139,9 +140,7 @@ def unit_input_percentiles(
         array([-0.93..., 0.02..., 1.01...])
     """
     where = "unit_input_percentiles"
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{where}: model must be an nn.Module (got {type(model).__name__})")
-    check_probe_batch(X, where)
+    check_probe(model, X, where)
     modules = dict(model.named_modules())
     if layer not in modules or layer == "":
         names = [n for n in modules if n]
