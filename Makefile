@@ -2,7 +2,8 @@
 #   make book   set everything up and build the website into _build/html
 #   make test   set everything up and run the whole test suite (what .ci/run calls)
 # Other targets:
-#   make notebooks   re-execute every chapter and store its outputs (commit the result)
+#   make notebooks   re-execute every chapter in the reference environment and store its outputs
+#   make test-matrix run the notebooks and library tests under every kernel setting (maintainers)
 #   make setup       only create .venv and install the pinned requirements
 #   make bench       measure the course's speed against its budgets (~15 min on 2 cores):
 #                    writes _build/bench/results.md and results.json, fails on a missed budget.
@@ -14,7 +15,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
-.PHONY: setup book test notebooks bench clean chromium
+# PyTorch and MKL pick their kernels per CPU and per thread count, so the last bits of a
+# computation differ between machines, and training runs amplify them. The reference
+# environment uses kernels every x86-64 CPU has, MKL's reproducible code path and one thread:
+# the stored outputs come from it (make notebooks), so anyone can reproduce the site's numbers.
+REFERENCE_ENV := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Settings `make test-matrix` runs under, besides this machine's defaults (each a different
+# choice of kernels: generic, MKL's compatible path, AVX2 only, one or two threads).
+MATRIX := "ATEN_CPU_CAPABILITY=default" "MKL_CBWR=COMPATIBLE" "ATEN_CPU_CAPABILITY=avx2" \
+          "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2" \
+          "$(REFERENCE_ENV)"
+
+.PHONY: setup book test test-matrix notebooks bench clean chromium
 
 setup: $(STAMP)
 
@@ -29,8 +41,20 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
+# Everything with this machine's own kernels, then the notebooks again in the reference
+# environment: two kernel settings, so a stored number that only one machine prints fails here
+# instead of on an instructor's machine.
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest
+	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider notebooks
+
+# Maintainers: notebooks and library tests (not the browser tests) under every setting.
+test-matrix: $(STAMP)
+	@for setting in "" $(MATRIX); do \
+		echo "=== kernel setting: $${setting:-this machine's defaults}"; \
+		env $$setting $(BIN)/python -m pytest -q -p no:cacheprovider notebooks tests \
+			--ignore=tests/test_site.py --ignore=tests/test_live_kernel.py || exit 1; \
+	done
 
 # The browser tests (tests/test_site.py) drive Debian's Chromium; Playwright never downloads
 # a browser here. Install it when it is missing and we are root (CI on a clean machine), else
@@ -48,7 +72,7 @@ chromium:
 	fi
 
 notebooks: $(STAMP)
-	$(BIN)/python -m tools.notebooks execute $(NOTEBOOKS)
+	env $(REFERENCE_ENV) $(BIN)/python -m tools.notebooks execute $(NOTEBOOKS)
 
 # A maintainer tool like `make notebooks`: what to measure and the budgets are documented in
 # tools/benchmark.py; options: --quick, --skip-tests, --only SECTION (repeatable).

@@ -21,13 +21,15 @@ from course_lib.experiments.internal_shift import CONFIGS, SETTINGS, ICSSettings
 from course_lib.experiments.noisy_bn import NoisyBatchNorm1d
 from course_lib.nn import BatchNorm1d
 
-SEEDS = [1, 2, 3, 4, 5]
+from claim_seeds import CLAIM_SEEDS  # noqa: E402
+
+SEEDS = CLAIM_SEEDS
 
 #: Shorter runs for the tests: 600 steps instead of 1000, a smaller probe batch, fewer step
-#: sizes and fewer landscape probes. Measured on seeds 1-5 (ratios no BN / BN): drift
-#: 5.6-6.7, loss variation 13-61, gradient change 5.5-24, beta-smoothness 1.6-4.0; noisy BN's
-#: jitter 3.0-3.7x no BN's and 10-11x BN's; mean test accuracy over training: no BN 0.50-0.56,
-#: BN 0.905-0.926, noisy BN 0.908-0.922; steps to 90%: no BN 500-550, BN and noisy BN 50-75.
+#: sizes and fewer landscape probes. Measured on seeds 1001-1010 (ratios no BN / BN): drift
+#: 4.6-6.6, loss variation 5.3-135, gradient change 3.5-23, beta-smoothness 0.9-2.9 (below 1.2
+#: on one seed in ten); noisy BN's jitter 2.8-4.4x no BN's and 9-12x BN's; steps to 90%: no BN
+#: 500-600 or never, BN and noisy BN 50-75.
 FAST = replace(SETTINGS, steps=600, probe_size=300, landscape_every=100,
                eta_factors=(0.25, 0.5, 1.0, 2.0, 4.0))
 
@@ -41,12 +43,14 @@ def _summary(r):
     return {c: (round(x.drift, 2), round(x.jitter, 2), x.steps_to_90) for c, x in r.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_experiment_2_percentiles_drift_several_times_more_without_bn(runs, seed):
     r = runs[seed]
     assert r["no BN"].drift > 3 * r["BN"].drift, _summary(r)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_experiment_8_noisy_bn_trains_about_as_well_as_bn(runs, seed):
     r = runs[seed]
@@ -59,6 +63,7 @@ def test_experiment_8_noisy_bn_trains_about_as_well_as_bn(runs, seed):
     assert s90["no BN"] is None or s90["no BN"] >= 4 * s90["noisy BN"], s90
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_experiment_8_noisy_bn_inputs_jump_at_every_step(runs, seed):
     r = runs[seed]
@@ -66,6 +71,7 @@ def test_experiment_8_noisy_bn_inputs_jump_at_every_step(runs, seed):
     assert r["noisy BN"].jitter > 5 * r["BN"].jitter, _summary(r)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_experiment_9_the_landscape_along_the_gradient_is_smoother_with_bn(runs, seed):
     r = runs[seed]
@@ -73,7 +79,14 @@ def test_experiment_9_the_landscape_along_the_gradient_is_smoother_with_bn(runs,
            for k in ("loss_variation", "grad_change_max", "beta_smoothness")}
     assert med["loss_variation"]["no BN"] > 3 * med["loss_variation"]["BN"], med
     assert med["grad_change_max"]["no BN"] > 3 * med["grad_change_max"]["BN"], med
-    assert med["beta_smoothness"]["no BN"] > 1.2 * med["beta_smoothness"]["BN"], med
+
+
+@pytest.mark.slow
+def test_experiment_9_beta_smoothness_is_usually_but_not_always_lower_with_bn(runs):
+    """The chapter says "usually smaller, but not with every seed" (seed 1005: 0.9)."""
+    ratios = [runs[s]["no BN"].landscape_median("beta_smoothness")
+              / runs[s]["BN"].landscape_median("beta_smoothness") for s in SEEDS]
+    assert sum(r > 1.2 for r in ratios) >= 0.7 * len(SEEDS), ratios
 
 
 def test_runs_record_what_the_chapter_plots(runs):

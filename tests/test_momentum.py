@@ -10,7 +10,9 @@ from course_lib.experiments.momentum import (
     trace_running_stats,
 )
 
-SEEDS = [0, 1, 2, 3, 4]
+from claim_seeds import CLAIM_SEEDS  # noqa: E402
+
+SEEDS = CLAIM_SEEDS
 
 
 

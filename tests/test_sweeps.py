@@ -1,5 +1,5 @@
 """Tests for course_lib/experiments/sweeps.py, and chapter 3's claims checked for seeds the notebook does
-not use (the notebook uses seed 0; these use 1-5).
+not use (the notebook uses seed 0; these use claim_seeds.CLAIM_SEEDS).
 
 The settings are the notebook's: the 64-100-100-100-10 sigmoid network on the digits,
 mini-batches of 60, plain SGD, "trains well" = 90% test accuracy within 1,000 steps.
@@ -11,9 +11,10 @@ Measured over seeds 0-9 with torch's BatchNorm1d (eval every 10 steps unless sai
   1,080-1,500 steps) or 30.
 - initial weight scales 0.01 ... 10 at lr 1.0: BN reaches 90% at every scale (10: 70-360
   steps); no BN at 0.1, 0.3 and 1 only (0.03 needs 1,270 or more).
-- before vs after the activation: both reach 90% at lr 0.5 (after 30-40 steps, before 40-50)
-  and lr 2.0 (before 40-60, after 40-90); at lr 8 BN-after diverges on every seed while
-  BN-before reaches 90% in 90-130 steps.
+- before vs after the activation: both reach 90% at lr 0.5 (after 20-40 steps, before 30-60)
+  and lr 2.0 (before 40-80, after 40-90; either can be faster); at lr 8 BN-after diverges on
+  every seed while BN-before reaches 90% in 90-160 steps (seeds 1001-1009 included).
+- without BN, lr 10 reaches 90% on some seeds (1002, 1008 of 1001-1009), lr 3 not on all.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ from course_lib.experiments.sweeps import (
 )
 from course_lib.experiments.training import train
 
-SEEDS = [1, 2, 3, 4, 5]  # the notebook uses seed 0
+from claim_seeds import CLAIM_SEEDS  # noqa: E402
+
+SEEDS = CLAIM_SEEDS
 TARGET, BUDGET = 0.9, 1000
 LR_GRID = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 INIT_SCALES = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
@@ -63,6 +66,7 @@ def test_bn_reaches_90_percent_at_least_4_times_faster(seed):
     assert steps[None] >= 4 * steps["before"], steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bn_trains_over_a_far_wider_range_of_learning_rates(seed):
     """Experiment 3: BN trains at every rate from 0.1 to 30 (2.5 decades); without BN nothing
@@ -90,6 +94,7 @@ def test_bn_trains_over_a_far_wider_range_of_learning_rates(seed):
     assert span_decades(with_bn) >= span_decades(possible) + 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_bn_is_far_less_sensitive_to_the_initial_weight_scale(seed):
     """Experiment 4 (lr 1.0): BN reaches 90% at every scale from 0.01 to 10; without BN the
@@ -101,6 +106,7 @@ def test_bn_is_far_less_sensitive_to_the_initial_weight_scale(seed):
     assert trained_values(extremes, None, "init_scale") == [], steps_table(extremes, "init_scale")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_what_goes_wrong_at_the_extremes_of_the_init_sweep(seed):
     """Without BN, tiny weights wash out the differences between examples and large weights
@@ -147,10 +153,12 @@ def test_the_exercise_network_trains(seed):
     assert history.steps_to_reach(TARGET) is not None and history.steps_to_reach(TARGET) <= 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_before_and_after_the_activation_both_train_and_neither_wins_everywhere(seed):
-    """Experiment 5: at lr 0.5 BN-after is at least as fast, at lr 2.0 BN-before is; at lr 8
-    BN-after diverges while BN-before still reaches 90%."""
+    """Experiment 5: both orders train at lr 0.5 and 2.0, and at 0.5 BN-after is at least as
+    fast; at lr 8 BN-after diverges while BN-before still reaches 90%. (At lr 2.0 which order
+    is faster depends on the seed: the chapter claims no order there.)"""
     steps = {}
     for lr in (0.5, 2.0, 8.0):
         runs = compare_positions(("before", "after"), lr=lr, steps=250, seed=seed,
@@ -160,7 +168,6 @@ def test_before_and_after_the_activation_both_train_and_neither_wins_everywhere(
             assert runs["after"].diverged and not runs["before"].diverged, steps
     assert None not in (*steps[0.5].values(), *steps[2.0].values(), steps[8.0]["before"]), steps
     assert steps[0.5]["after"] <= steps[0.5]["before"], steps
-    assert steps[2.0]["before"] <= steps[2.0]["after"], steps
 
 
 @pytest.mark.parametrize("seed", SEEDS)

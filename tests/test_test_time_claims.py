@@ -37,7 +37,9 @@ from course_lib.running_stats import (
 )
 from course_lib.experiments.training import evaluate, train
 
-SEEDS = [1, 2, 3, 4, 5]  # the notebook uses seed 0
+from claim_seeds import CLAIM_SEEDS  # noqa: E402
+
+SEEDS = CLAIM_SEEDS
 
 # The notebook's settings.
 STEPS, LR, BATCH = 600, 0.2, 60
@@ -83,7 +85,10 @@ def test_momentum_tradeoff_on_the_chapter_grid(seed):
     assert np.all(np.diff(r["noise"]) > 0), r["noise"]
     assert np.all(np.diff(r["lag"]) < 0), r["lag"]
     ratio = r["noise"] / r["noise_theory"]
-    assert np.all((ratio[2:] > 0.8) & (ratio[2:] < 1.2)), ratio
+    # Below momentum 0.05 the average remembers hundreds of steps, more than the 300 steady
+    # steps can measure (over seeds 0-99 and 1001-1010: 0.73-1.24 at 0.02, 0.84-1.14 at 0.05).
+    measurable = MOMENTA >= 0.05
+    assert np.all(np.abs(ratio[measurable] - 1) < 0.2), ratio
 
 
 @pytest.mark.parametrize("seed", SEEDS)
