@@ -1,19 +1,21 @@
 """Chapter 4's claim about the two definitions of internal covariate shift, on seeds the
-notebook does not use (it uses seed 0): on the deep linear network, batch norm makes the
+notebooks do not use (tests/claim_seeds.py): on the deep linear network, batch norm makes the
 distribution of the last hidden layer's input drift far less, and yet, by Santurkar et al.'s
 gradient measure, its gradient changes *more* when the earlier layers update.
 
-Measured with SETTINGS on seeds 0-7: drift no BN / BN 17-29; median relative gradient change
-BN / no BN 1.46-2.54; median cosine no BN 0.993-0.997, BN 0.970-0.990 (lower on every seed).
+Measured with SETTINGS on seeds 0-7 and 1001-1010: drift no BN / BN 17-36; median relative
+gradient change BN / no BN 1.24-2.54; median cosine no BN 0.991-0.997, BN 0.969-0.992, lower
+with BN on every seed; both networks above 0.9 test accuracy.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from claim_seeds import SLOW_CLAIM_SEEDS
 from course_lib.experiments.ics_definitions import SETTINGS, DefinitionsSettings, compare_definitions
 
-SEEDS = [1, 2, 3, 4, 5]
+SEEDS = SLOW_CLAIM_SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def _summary(r):
 def test_bn_steadies_the_distribution_but_not_the_gradient(runs, seed):
     r = runs[seed]
     assert r["no BN"].drift > 5 * r["BN"].drift, _summary(r)
-    assert r["BN"].gradient_change > 1.2 * r["no BN"].gradient_change, _summary(r)
+    assert r["BN"].gradient_change > 1.1 * r["no BN"].gradient_change, _summary(r)
     assert r["BN"].gradient_cosine < r["no BN"].gradient_cosine, _summary(r)
 
 
