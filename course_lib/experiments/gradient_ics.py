@@ -58,8 +58,13 @@ __all__ = ["GradientShift", "gradient_ics", "gradient_ics_recorder", "measure_gr
 Params = Mapping[str, Tensor]
 
 
-def gradient_ics(grad: Callable[[Params], Params], theta: Params, earlier: Sequence[str],
-                 W_l: str, lr: float) -> tuple[float, float, float]:
+def gradient_ics(
+    grad: Callable[[Params], Params],
+    theta: Params,
+    earlier: Sequence[str],
+    W_l: str,
+    lr: float,
+) -> tuple[float, float, float]:
     """Santurkar et al.'s internal covariate shift of layer l, measured on its gradient.
 
     grad(theta) -> {name: dL/d(name)} on one fixed batch. G is the gradient of W[l] now;

@@ -68,7 +68,9 @@ __all__ = [
 
 
 def walk_along_gradient(
-    loss_and_grad: Callable[[Tensor], tuple[float, Tensor]], theta: Tensor, etas: np.ndarray
+    loss_and_grad: Callable[[Tensor], tuple[float, Tensor]],
+    theta: Tensor,
+    etas: np.ndarray,
 ) -> tuple[float, Tensor, np.ndarray, np.ndarray]:
     """From the parameters theta (one vector), step to theta - eta * g for each eta.
 
@@ -91,7 +93,7 @@ def smoothness(
     loss_variation = losses.max() - losses.min()
     grad_change = grad_changes.max()                        # small: g stays predictive
     step_lengths = etas * g_norm                            # ||eta g|| for each eta
-    beta_smoothness = np.max(grad_changes / step_lengths)   # gradient change per distance
+    beta_smoothness = np.max(grad_changes / step_lengths)   # change per distance moved
     return float(loss_variation), float(grad_change), float(beta_smoothness)
 
 

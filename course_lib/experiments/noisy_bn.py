@@ -158,10 +158,10 @@ class NoisyBatchNorm1d(BatchNorm1d):
 
     def forward(self, z: Tensor) -> Tensor:
         """Batch norm's z_tilde; in training mode unit j's becomes s_j * z_tilde_j + t_j."""
-        z_tilde = super().forward(z)       # gamma * z_norm + beta (course_lib.nn.BatchNorm1d)
+        z_tilde = super().forward(z)       # gamma * z_norm + beta, plain batch norm
         if not self.training:
             return z_tilde                 # evaluation: plain batch norm, no noise
-        s, t = self.sample_noise(z_tilde)  # new s_j ~ U(a, b), t_j ~ N(mu_t, sd_t^2) per unit
+        s, t = self.sample_noise(z_tilde)  # per unit: s_j ~ U(a, b), t_j ~ N(mu_t, sd_t^2)
         self.last_scale, self.last_shift = s, t
         # One s_j and t_j for the whole mini-batch: a constant of the step, not learned.
         return per_unit(s, z_tilde) * z_tilde + per_unit(t, z_tilde)

@@ -274,7 +274,7 @@ def percentile_traces(
 
 
 def drift(p_early: np.ndarray, p_late: np.ndarray) -> np.ndarray:
-    """How far a unit's input distribution moved: the median's move plus the spread's change.
+    """How far a unit's input distribution moved: median's move plus spread's change.
 
     p_early, p_late: percentiles (p15, p50, p85) in the last axis, at two evaluations.
     """
