@@ -14,13 +14,20 @@ array's type and imports torch lazily, so ``import course_lib.batchnorm`` never 
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import Any, Sequence
 
 import numpy as np
 
 __all__ = [
     "is_torch",
+    "is_int",
+    "is_real",
     "to_numpy64",
+    "check_int",
+    "check_mode",
+    "check_number",
+    "as_float64_array",
     "check_float_array",
     "check_min_ndim",
     "check_same_dtype",
@@ -48,6 +55,122 @@ def to_numpy64(x: Any) -> np.ndarray:
     if is_torch(x):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
+
+
+def is_int(value: Any) -> bool:
+    """An integer, Python's or numpy's; never ``bool`` (``True`` is not a count)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def is_real(value: Any) -> bool:
+    """A real number (int, float, numpy scalar); never ``bool``."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _where(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def check_int(
+    value: Any,
+    name: str,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    where: str | None = None,
+) -> int:
+    """Return ``value`` as an ``int``; raise unless it is an integer in [minimum, maximum].
+
+    ``where`` (e.g. the function's name) starts the message.
+    """
+    if not is_int(value):
+        raise TypeError(
+            f"{_where(where)}{name} must be an int (got {type(value).__qualname__} {value!r}); "
+            f"pass a whole number, e.g. {name}={1 if minimum is None else max(minimum, 1)}"
+        )
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is None:
+            need = f"an int >= {minimum}"
+        elif minimum is None:
+            need = f"an int <= {maximum}"
+        else:
+            need = f"between {minimum} and {maximum}"
+        raise ValueError(f"{_where(where)}{name} must be {need} (got {value})")
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    where: str | None = None,
+) -> float:
+    """Return ``value`` as a finite ``float``; raise unless it is a real number in range.
+
+    ``above``/``below`` are strict bounds, ``at_least`` an inclusive one. ``where`` (e.g. the
+    function's name) starts the message.
+    """
+    if not is_real(value):
+        raise TypeError(
+            f"{_where(where)}{name} must be a real number (got {type(value).__qualname__} "
+            f"{value!r}); pass a float"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{_where(where)}{name} must be finite (got {value})")
+    if above is not None and below is not None:
+        if not above < value < below:
+            raise ValueError(
+                f"{_where(where)}{name} must be between {above:g} and {below:g} (got {value:g})"
+            )
+    elif above is not None and not value > above:
+        raise ValueError(f"{_where(where)}{name} must be > {above:g} (got {value:g})")
+    elif below is not None and not value < below:
+        raise ValueError(f"{_where(where)}{name} must be < {below:g} (got {value:g})")
+    if at_least is not None and not value >= at_least:
+        raise ValueError(f"{_where(where)}{name} must be >= {at_least:g} (got {value:g})")
+    return value
+
+
+def as_float64_array(
+    value: Any,
+    name: str,
+    *,
+    where: str | None = None,
+    nonempty: bool = False,
+    finite: bool = False,
+) -> np.ndarray:
+    """``value`` (array-like of integers or floats) as a float64 numpy array, checked."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{_where(where)}expected {name} to be an integer or float array (got dtype "
+            f"{arr.dtype}); convert with np.asarray({name}, dtype=float)"
+        )
+    arr = arr.astype(np.float64, copy=False)
+    if nonempty and arr.size == 0:
+        raise ValueError(f"{_where(where)}expected at least one value in {name} (got none)")
+    if finite and not np.all(np.isfinite(arr)):
+        n_bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"{_where(where)}{name} contains {n_bad} NaN or infinite value(s); pass finite "
+            "values (find them with np.argwhere(~np.isfinite(...)))"
+        )
+    return arr
+
+
+def check_mode(mode: Any, where: str | None = None, allow_none: bool = False) -> Any:
+    """Return ``mode``; raise unless it is ``"train"`` or ``"eval"`` (or ``None`` if allowed)."""
+    if mode in ("train", "eval") or (allow_none and mode is None):
+        return mode
+    keep = ", or None to keep each module's mode" if allow_none else ""
+    raise ValueError(
+        f"{_where(where)}mode must be 'train' (batch statistics and noise, as in a training "
+        f"step) or 'eval' (running statistics, no noise){keep} (got {mode!r})"
+    )
 
 
 def _shape_str(shape: Sequence[int]) -> str:
@@ -115,17 +238,22 @@ def check_channel_count(t: Any, name: str, num_channels: int) -> None:
     """Raise torch's ``ValueError`` unless the per-channel tensor ``t`` has one value per
     channel: "weight should contain 4 elements not 5", then the fix."""
     n = t.numel() if is_torch(t) else int(np.size(t))
-    if n != num_channels or t.ndim != 1:
+    fix = (
+        f"pass one value per channel of input.shape[1] = {num_channels}, a tensor of shape "
+        f"({num_channels},)"
+    )
+    if n != num_channels:
         raise ValueError(
             f"{name} should contain {num_channels} elements not {n} (shape "
-            f"{_shape_str(t.shape)}); pass one value per channel of input.shape[1] = "
-            f"{num_channels}, a tensor of shape ({num_channels},)"
+            f"{_shape_str(t.shape)}); {fix}"
         )
+    if t.ndim != 1:
+        raise ValueError(f"{name} should be a vector, not of shape {_shape_str(t.shape)}; {fix}")
 
 
 def check_unit_interval(value: Any, name: str) -> float:
     """Return ``value`` as a float; raise unless it is a number in [0, 1] (a weight)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+    if not is_real(value):
         raise TypeError(
             f"expected {name} to be a number in [0, 1] (got {type(value).__qualname__} "
             f"{value!r}); pass a float such as {name}=0.1"
@@ -166,7 +294,7 @@ def check_eps(eps: Any, training: bool = True) -> float:
     divide by 0), ``eps < 0`` always. NaN turns every output into NaN and inf every output
     into beta, so neither is accepted.
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.integer, np.floating)):
+    if not is_real(eps):
         raise TypeError(
             f"expected eps to be a positive number, got {type(eps).__qualname__} ({eps!r}); "
             "pass a float such as eps=1e-5"
@@ -201,10 +329,11 @@ def check_finite(
         channel_means: optional per-channel means of ``x`` computed anyway. A NaN or inf
             anywhere in a channel makes its mean non-finite, so finite means prove a finite
             input at no cost and the full scan runs only when something is wrong.
-        channel_vars: optional per-channel variances of ``x``. With finite values they can
-            still overflow (``(x - mu) ** 2`` for ``|x|`` near the square root of the
-            dtype's largest value); that is refused too, or the output would silently be
-            ``beta``.
+        channel_vars: optional per-channel variances of ``x``, computed from ``x - mu``. A
+            non-finite input or mean makes them non-finite too, so they alone prove a finite
+            input; and with finite values they can still overflow (``(x - mu) ** 2`` for
+            ``|x|`` near the square root of the dtype's largest value), which is refused
+            too, or the output would silently be ``beta``.
     """
     if is_torch(x):
         import torch as xp

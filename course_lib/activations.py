@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from course_lib import _checks
+
 __all__ = [
     "Regimes",
     "near_linear_bound",
@@ -56,7 +58,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
         >>> sigmoid(np.array([-1000.0, 0.0, 1000.0]))
         array([0. , 0.5, 1. ])
     """
-    z = _as_float_array(z, "sigmoid")
+    z = _checks.as_float64_array(z, "z", where="sigmoid", finite=True)
     # exp of a non-positive number never overflows; pick the form that only needs that.
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -90,7 +92,7 @@ def tangent_deviation(z: np.ndarray) -> np.ndarray:
     Returns:
         ``d(z)``, same shape, values in ``[0, 1)``.
     """
-    z = _as_float_array(z, "tangent_deviation")
+    z = _checks.as_float64_array(z, "z", where="tangent_deviation", finite=True)
     az = np.abs(z)
     ratio = np.ones_like(az)
     # tanh(u)/u -> 1 as u -> 0; for tiny u the division is exact enough, for u = 0 it is 1.
@@ -110,7 +112,7 @@ def near_linear_bound(tol: float = 0.1) -> float:
         ``z_star > 0`` with ``tangent_deviation(z_star) = tol`` (to 1e-12); about 1.17 for
         the default ``tol = 0.1``.
     """
-    tol = _check_open_interval(tol, 0.0, 1.0, "tol", "near_linear_bound")
+    tol = _checks.check_number(tol, "tol", above=0.0, below=1.0, where="near_linear_bound")
     # d(z) >= 1 - 2/z, so d(z) >= tol once z >= 2 / (1 - tol): the root lies below that.
     lo, hi = 0.0, 2.0 / (1.0 - tol)
     for _ in range(200):
@@ -134,8 +136,8 @@ def near_linear_fraction(z: np.ndarray, tol: float = 0.1) -> float:
     Returns:
         A fraction in ``[0, 1]``. For ``z ~ N(0, 1)`` and ``tol = 0.1`` it is about 0.76.
     """
-    z = _as_float_array(z, "near_linear_fraction", nonempty=True)
-    tol = _check_open_interval(tol, 0.0, 1.0, "tol", "near_linear_fraction")
+    z = _checks.as_float64_array(z, "z", where="near_linear_fraction", nonempty=True, finite=True)
+    tol = _checks.check_number(tol, "tol", above=0.0, below=1.0, where="near_linear_fraction")
     return float(np.mean(tangent_deviation(z) <= tol))
 
 
@@ -149,7 +151,7 @@ def saturation_bound(margin: float = 0.05) -> float:
     Args:
         margin: distance from 0 or 1 that counts as saturated, ``0 < margin < 0.5``.
     """
-    margin = _check_open_interval(margin, 0.0, 0.5, "margin", "saturation_bound")
+    margin = _checks.check_number(margin, "margin", above=0.0, below=0.5, where="saturation_bound")
     return float(np.log((1.0 - margin) / margin))
 
 
@@ -163,8 +165,8 @@ def saturated_fraction(z: np.ndarray, margin: float = 0.05) -> float:
     Returns:
         A fraction in ``[0, 1]``. For ``z ~ N(0, 1)`` and ``margin = 0.05`` it is about 0.003.
     """
-    z = _as_float_array(z, "saturated_fraction", nonempty=True)
-    margin = _check_open_interval(margin, 0.0, 0.5, "margin", "saturated_fraction")
+    z = _checks.as_float64_array(z, "z", where="saturated_fraction", nonempty=True, finite=True)
+    margin = _checks.check_number(margin, "margin", above=0.0, below=0.5, where="saturated_fraction")
     s = sigmoid(z)
     return float(np.mean((s <= margin) | (s >= 1.0 - margin)))
 
@@ -180,28 +182,3 @@ class Regimes(NamedTuple):
 def sigmoid_regimes(z: np.ndarray, tol: float = 0.1, margin: float = 0.05) -> Regimes:
     """``Regimes(near_linear_fraction(z, tol), saturated_fraction(z, margin))``."""
     return Regimes(near_linear_fraction(z, tol), saturated_fraction(z, margin))
-
-
-def _as_float_array(z: object, where: str, nonempty: bool = False) -> np.ndarray:
-    arr = np.asarray(z)
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(
-            f"{where}: expected a float or integer array (got dtype {arr.dtype}); "
-            f"convert with np.asarray(z, dtype=float)"
-        )
-    arr = arr.astype(np.float64, copy=False)
-    if nonempty and arr.size == 0:
-        raise ValueError(f"{where}: expected at least one value (got an empty array)")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: z contains NaN or infinite values; pass finite inputs")
-    return arr
-
-
-def _check_open_interval(value: float, low: float, high: float, name: str, where: str) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: {name} must be a number (got {type(value).__name__})") from None
-    if not low < value < high:
-        raise ValueError(f"{where}: {name} must be between {low:g} and {high:g} (got {value:g})")
-    return value

@@ -44,6 +44,7 @@ __all__ = [
     "reduce_axes",
     "per_channel",
     "values_per_channel",
+    "stop_gradient",
     "bn_forward",
     "bn_backward",
     "bn_backward_graph",
@@ -125,6 +126,15 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
     return math.prod((shape[0], *shape[2:]))
 
 
+def stop_gradient(a: np.ndarray) -> np.ndarray:
+    """``a`` as a constant: a torch tensor detached from autograd's graph, numpy as it is.
+
+    For a shift the output does not depend on (:func:`bn_forward`'s ``K``): its gradient
+    is exactly 0, so autograd need not compute it.
+    """
+    return a.detach() if _checks.is_torch(a) else a
+
+
 # ---------------------------------------------------------------- teaching functions
 
 
@@ -138,12 +148,12 @@ def bn_forward(
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch norm in training mode: normalize each channel of z, scale and shift."""
     axes = reduce_axes(z)                      # every axis but the channel axis 1
-    K = z[:1].mean(axis=axes, keepdims=True)   # shift by a value near the data,
+    K = stop_gradient(z[:1].mean(axis=axes, keepdims=True))  # a constant near the data,
     z_c = z - K                                # so sums keep their digits
     mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
     z_mu = z_c - mu_c                          # z - mu
     sigma2 = (z_mu**2).mean(axis=axes, keepdims=True)  # biased: divide by m
-    inv_std = 1 / (sigma2 + eps) ** 0.5
+    inv_std = (sigma2 + eps) ** -0.5           # 1 / sqrt(sigma2 + eps)
     z_norm = z_mu * inv_std
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
     mu = (K + mu_c).ravel()
@@ -170,18 +180,16 @@ def bn_backward(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
 
 def bn_backward_graph(dz_tilde: np.ndarray, cache: BatchNormCache) -> Grads:
     """Batch norm backward pass, one node of the graph at a time, from (7) to (1)."""
-    z_norm, gamma, _, sigma2, inv_std, eps = cache
-    axes, m = reduce_axes(z_norm), values_per_channel(z_norm.shape)
+    z_norm, gamma, _, _, inv_std, _ = cache
+    axes, m, nd = reduce_axes(z_norm), values_per_channel(z_norm.shape), z_norm.ndim
 
     def total(a):  # a per-channel node feeds all m positions: sum their gradients
         return a.sum(axis=axes, keepdims=True)
 
-    gamma, sigma2, inv_std = (per_channel(v, z_norm.ndim)
-                              for v in (gamma, sigma2, inv_std))
-    std = np.sqrt(sigma2 + eps)
+    gamma, inv_std = per_channel(gamma, nd), per_channel(inv_std, nd)
+    std = 1 / inv_std                             # nodes (4) and (5) from the cache
     z_mu = z_norm * std                           # node (2), rebuilt from the cache
-    dbeta = total(dz_tilde)                       # (7) z_tilde = gamma * z_norm + beta
-    dgamma = total(dz_tilde * z_norm)
+    dbeta, dgamma = total(dz_tilde), total(dz_tilde * z_norm)  # (7) gamma z_norm + beta
     dz_norm = dz_tilde * gamma
     dinv_std = total(dz_norm * z_mu)              # (6) z_norm = z_mu * inv_std
     dz_mu = dz_norm * inv_std                     #     z_mu's first path
@@ -272,7 +280,7 @@ def batchnorm_forward(
     eps = _checks.check_eps(eps)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
         out, cache = bn_forward(x, gamma, beta, eps)
-    _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+    _checks.check_finite(x, channel_vars=cache.var)
     return out, cache
 
 

@@ -36,13 +36,13 @@ every module's train/eval mode are restored.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.batchnorm import batch_stats, values_per_channel
 from course_lib.nn import as_found, batchnorm_layers, is_batchnorm  # noqa: F401 (re-export)
 from course_lib.running_stats import unbiased_var
@@ -76,7 +76,7 @@ def _batches(data: Any, batch_size: int | None) -> Iterable[Any]:
         )
     if isinstance(data, torch.Tensor):
         size = 256 if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        if not _checks.is_int(size) or size < 2:
             raise ValueError(
                 f"expected batch_size >= 2 (got {size!r}): batch norm in training mode needs "
                 "more than one value per channel"
@@ -125,7 +125,7 @@ class _Moments:
         self.m2: np.ndarray | None = None
 
     def add(self, x: torch.Tensor) -> None:
-        x64 = x.detach().cpu().double().numpy()
+        x64 = _checks.to_numpy64(x)
         n_b = values_per_channel(x64.shape)
         if n_b == 0:
             return
@@ -237,8 +237,9 @@ def population_stats(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each batch norm layer's exact mean and (unbiased) variance over ``data``; no side effects.
 
-    What ``recalibrate_bn(method="exact")`` would store, computed on a copy of ``model``,
-    so the model's running statistics can be compared with them.
+    What ``recalibrate_bn(method="exact")`` would store, computed on ``model`` and then undone
+    (:func:`course_lib.nn.as_found`), so the model's running statistics can be compared with
+    them.
 
     Returns:
         ``{layer name: (mean, var)}``, float64 numpy arrays of shape ``(C,)``.
@@ -249,11 +250,12 @@ def population_stats(
         >>> list(stats), stats["1"][0].shape
         (['1'], (8,))
     """
-    clone = recalibrate_bn(copy.deepcopy(model), data, batch_size, method="exact")
-    return {
-        name: (
-            bn.running_mean.detach().cpu().double().numpy(),
-            bn.running_var.detach().cpu().double().numpy(),
-        )
-        for name, bn in _calibratable(clone)
-    }
+    with as_found(model, state=True):  # the model's own statistics come back afterwards
+        recalibrate_bn(model, data, batch_size, method="exact")
+        return {
+            name: (
+                _checks.to_numpy64(bn.running_mean).copy(),  # a copy: the buffers are restored
+                _checks.to_numpy64(bn.running_var).copy(),
+            )
+            for name, bn in _calibratable(model)
+        }

@@ -2,9 +2,11 @@ r"""Batch norm layers for PyTorch, written from scratch.
 
 Same API, parameter and buffer names, and semantics as ``torch.nn.BatchNorm1d/2d/3d``, so a
 learner can swap one for the other and nothing changes: same outputs, same gradients, same
-running statistics, interchangeable ``state_dict``\ s. The math is one plain function,
-:func:`batch_norm`, in ordinary torch operations (autograd derives the backward pass); the
-modules only do the bookkeeping, as in *Dive into Deep Learning*. The class hierarchy mirrors
+running statistics, interchangeable ``state_dict``\ s. The math is the numpy reference's own
+teaching function, :func:`course_lib.batchnorm.bn_forward`, which works on tensors too
+(autograd derives the backward pass); :func:`batch_norm` checks the input and updates the
+running statistics (:func:`course_lib.running_stats.running_stats_step`), and the modules
+only do the bookkeeping, as in *Dive into Deep Learning*. The class hierarchy mirrors
 ``torch/nn/modules/batchnorm.py``:
 
 - :class:`_NormBase` owns the parameters (``weight`` = :math:`\gamma`, ``bias`` =
@@ -13,8 +15,13 @@ modules only do the bookkeeping, as in *Dive into Deep Learning*. The class hier
 - :class:`BatchNorm1d`, :class:`BatchNorm2d`, :class:`BatchNorm3d` differ only in the input
   dimensions they accept.
 
-One course addition: in training, an input holding NaN or inf raises ``ValueError`` instead of
-silently filling the output and, for good, the running statistics with NaN.
+One course addition: in training, an input holding NaN or inf (or so large that its variance
+overflows) raises ``ValueError`` instead of silently filling the output and, for good, the
+running statistics with NaN. A refused input changes no state.
+
+Also here, for every module of ``course_lib``: :func:`is_batchnorm`,
+:func:`batchnorm_layers` and :func:`batchnorm_dim` (the one answer to "is this a batch norm
+layer?") and :func:`as_found` (the one way to borrow a model and leave it as it was found).
 """
 
 from __future__ import annotations
@@ -86,10 +93,18 @@ def batch_norm(
     Returns:
         :math:`y`, the shape of ``x``.
 
+    Every check runs before anything is computed or changed, so a refused call leaves the
+    running statistics as they were. float16/bfloat16 input is normalized in float32, as in
+    torch, and returned in its own dtype.
+
     Raises:
-        ValueError: in training, one value per channel, ``eps <= 0`` or NaN/inf in ``x``
-            (the last is a course addition: torch would return NaN); outside training,
-            missing running statistics.
+        TypeError: ``x`` not a floating point tensor, or of another dtype than the
+            per-channel tensors (float16/bfloat16 with float32 is fine); ``eps`` not a number.
+        ValueError: ``x`` with fewer than 2 dimensions; a per-channel tensor without one value
+            per channel (torch's words: "weight should contain 4 elements not 5"); ``eps``
+            not finite, or ``<= 0`` in training; in training, one value per channel, or
+            NaN/inf in ``x`` or a variance that overflows (a course addition: torch would
+            return NaN); outside training, missing running statistics.
 
     Example:
         >>> x = torch.randn(32, 4)
@@ -97,12 +112,12 @@ def batch_norm(
         >>> torch.allclose(y.mean(dim=0), torch.zeros(4), atol=1e-6)
         True
     """
-    x, params = _check_batch_norm_input(x, running_mean, running_var, weight, bias, training)
+    _check_batch_norm_input(x, running_mean, running_var, weight, bias, training)
     eps = _checks.check_eps(eps, training)
     # Like torch, float16/bfloat16 is normalized in float32: (z - mu)**2 of values of a few
     # hundred already overflows float16 (largest value 65504).
     z = x.float() if x.dtype in _LOW_PRECISION else x
-    weight, bias = (None if p is None else p.to(z.dtype) for p in params)
+    weight, bias = (None if p is None else p.to(z.dtype) for p in (weight, bias))
     C, nd = z.shape[1], z.ndim
     if training:
         m = values_per_channel(z.shape)
@@ -112,7 +127,7 @@ def batch_norm(
         if m > 0:  # an empty batch leaves the running statistics alone, as in torch
             with torch.no_grad():  # bookkeeping, not part of the model's gradient
                 # Course addition: refuse NaN/inf (and overflow) before any state changes.
-                _checks.check_finite(x, channel_means=cache.mu, channel_vars=cache.var)
+                _checks.check_finite(x, channel_vars=cache.var)
                 new_mean, new_var = running_stats_step(
                     running_mean, running_var, cache.mu, cache.var, m, momentum
                 )
@@ -138,7 +153,7 @@ def _check_batch_norm_input(
     weight: Tensor | None,
     bias: Tensor | None,
     training: bool,
-) -> tuple[Tensor, tuple[Tensor | None, Tensor | None]]:
+) -> None:
     """Every check of :func:`batch_norm`, before anything is computed or changed."""
     own = _first_not_none(weight, bias, running_mean, running_var)
     _checks.check_float_tensor(x, None if own is None else own.dtype)
@@ -154,7 +169,6 @@ def _check_batch_norm_input(
             "running_mean and running_var must be tensors when training=False (got None); "
             "pass training=True to normalize with the batch's own statistics"
         )
-    return x, (weight, bias)
 
 
 def is_batchnorm(module: Any) -> bool:
@@ -288,11 +302,7 @@ def as_found(
         raise TypeError(
             f"expected model to be a torch.nn.Module (got {type(model).__qualname__})"
         )
-    if mode not in (None, "train", "eval"):
-        raise ValueError(
-            f"expected mode 'train', 'eval' or None (got {mode!r}); 'eval' uses the running "
-            "statistics, 'train' the batch's own, None keeps each module's mode"
-        )
+    _checks.check_mode(mode, "as_found", allow_none=True)
     snap = Snapshot(modes=[(m, m.training) for m in model.modules()])
     if state:
         snap.params = [(p, p.detach().clone()) for p in model.parameters()]

@@ -32,7 +32,7 @@ A second difference: PyTorch normalizes each batch with the *biased* variance
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -240,7 +240,7 @@ def bias_correction(running: Any, *, beta: float, t: int) -> Any:
     beta = _checks.check_unit_interval(beta, "beta")
     if beta == 1.0:
         raise ValueError("beta=1 never moves the average away from its start; use beta < 1")
-    if isinstance(t, bool) or int(t) != t or t < 1:
+    if not _checks.is_int(t) or t < 1:
         raise ValueError(f"expected t >= 1, the number of updates so far (got {t!r})")
     return running / (1.0 - beta ** int(t))
 
@@ -324,7 +324,7 @@ def update_running_stats(
     t = int(num_batches_tracked) + 1
     x64 = _checks.to_numpy64(x)
     mu, var = batch_stats(x64)  # the biased variance: the one the forward pass normalizes with
-    _checks.check_finite(x64, channel_means=mu, channel_vars=var)
+    _checks.check_finite(x64, channel_vars=var)
     w = new_value_weight("pytorch", momentum=momentum, num_batches_tracked=t)
     m = values_per_channel(x64.shape)
     new_mean, new_var = running_stats_step(rm64, rv64, mu, var, m, w)

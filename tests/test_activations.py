@@ -135,11 +135,11 @@ def test_expected_fraction_for_a_gaussian():
     [
         (lambda: near_linear_fraction(np.array([])), ValueError, "at least one value"),
         (lambda: saturated_fraction(np.array([1.0, np.nan])), ValueError, "NaN or infinite"),
-        (lambda: sigmoid(np.array(["a"])), TypeError, "float or integer array"),
+        (lambda: sigmoid(np.array(["a"])), TypeError, "integer or float array"),
         (lambda: near_linear_bound(1.0), ValueError, "tol must be between 0 and 1"),
         (lambda: near_linear_fraction(np.ones(3), tol=0), ValueError, "tol must be between"),
         (lambda: saturation_bound(0.5), ValueError, "margin must be between 0 and 0.5"),
-        (lambda: saturated_fraction(np.ones(3), margin="x"), TypeError, "margin must be a number"),
+        (lambda: saturated_fraction(np.ones(3), margin="x"), TypeError, "margin must be a real number"),
     ],
 )
 def test_bad_input_names_the_problem(call, error, match):

@@ -99,7 +99,7 @@ def test_outputs_across_batches_errors():
         outputs_across_batches(bn, pool[0], pool, 12, 5)
     with pytest.raises(TypeError, match="torch tensors"):
         outputs_across_batches(bn, pool[0].numpy(), pool.numpy(), 4, 5)
-    with pytest.raises(ValueError, match="n_batches >= 1"):
+    with pytest.raises(ValueError, match="n_batches must be an int >= 1"):
         outputs_across_batches(bn, pool[0], pool, 4, 0)
 
 
@@ -163,5 +163,5 @@ def test_spread_errors():
         batch_mean_spread(np.arange(10.0), [0, 2])
     with pytest.raises(ValueError, match="NaN"):
         batch_var_spread(np.array([1.0, np.nan, 2.0]), [2])
-    with pytest.raises(ValueError, match="n_draws >= 2"):
+    with pytest.raises(ValueError, match="n_draws must be an int >= 2"):
         batch_var_spread(np.arange(10.0), [2], n_draws=1)

@@ -27,6 +27,7 @@ from course_lib.batchnorm import (
     batchnorm_forward,
     per_channel,
     reduce_axes,
+    stop_gradient,
     values_per_channel,
 )
 
@@ -116,25 +117,16 @@ def test_batch_stats_constant_channel_has_exactly_zero_variance():
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_teaching_forward_backward_match_torch(shape, dtype, seed):
-    """bn_forward and bn_backward, the functions the page shows, against torch."""
+@pytest.mark.parametrize(
+    "forward, backward",
+    [(bn_forward, bn_backward), (batchnorm_forward, batchnorm_backward)],
+    ids=["teaching", "checked"],
+)
+def test_forward_backward_match_torch(forward, backward, shape, dtype, seed):
+    """bn_forward and bn_backward (what the page shows), and the checked API, against torch."""
     x, gamma, beta, dout = random_problem(shape, dtype, seed)
-    out, cache = bn_forward(x, gamma, beta)
-    dx, dgamma, dbeta = bn_backward(dout, cache)
-    ref_out, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x, gamma, beta, dout)
-
-    for got, want in [(out, ref_out), (dx, ref_dx), (dgamma, ref_dgamma), (dbeta, ref_dbeta)]:
-        assert got.dtype == dtype and got.shape == want.shape
-        np.testing.assert_allclose(got, want, **TOL[dtype])
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", list(SHAPES))
-def test_forward_backward_match_torch(shape, dtype, seed):
-    x, gamma, beta, dout = random_problem(shape, dtype, seed)
-    out, cache = batchnorm_forward(x, gamma, beta)
-    dx, dgamma, dbeta = batchnorm_backward(dout, cache)
+    out, cache = forward(x, gamma, beta)
+    dx, dgamma, dbeta = backward(dout, cache)
     ref_out, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x, gamma, beta, dout)
 
     for got, want in [(out, ref_out), (dx, ref_dx), (dgamma, ref_dgamma), (dbeta, ref_dbeta)]:
@@ -353,6 +345,23 @@ def test_naive_variance_would_fail_the_large_mean_tests():
     assert np.abs(mu - x32.astype(np.float64).mean(axis=0)).max() < 0.1  # ~ulp(1e6) = 0.06
 
 
+def test_stop_gradient_and_the_shift_do_not_change_the_gradient():
+    """K is a constant: the output does not depend on it, so its gradient is not needed.
+    bn_forward on tensors (as course_lib.nn runs it) gives torch's gradients, shift or not."""
+    a = np.ones(3)
+    assert stop_gradient(a) is a
+    t = torch.ones(3, requires_grad=True)
+    assert not stop_gradient(t * 2).requires_grad
+    x, gamma, beta, dout = random_problem((6, 5, 4, 3), np.float64, seed=0)
+    z = torch.tensor(x + 1e3, requires_grad=True)  # a large mean, to make K matter
+    g, b = torch.tensor(gamma, requires_grad=True), torch.tensor(beta, requires_grad=True)
+    z_tilde, _ = bn_forward(z, g, b)
+    z_tilde.backward(torch.from_numpy(dout))
+    _, ref_dx, ref_dgamma, ref_dbeta = torch_reference(x + 1e3, gamma, beta, dout)
+    for got, want in ((z.grad, ref_dx), (g.grad, ref_dgamma), (b.grad, ref_dbeta)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+
+
 def test_shift_is_needed_for_a_large_mean():
     """Why bn_forward subtracts K first: without it float32 data near 1e6 normalizes wrongly.
 
@@ -462,3 +471,77 @@ def test_backward_rejects_wrong_dout_and_cache():
             backward(np.ones((4, 3), np.int64), cache)
         with pytest.raises(TypeError, match=r"expected cache to be a BatchNormCache, got tuple"):
             backward(np.ones((4, 3)), tuple(cache))
+
+
+# ---------------------------------------------------------------- robustness
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 1e20), (np.float64, 1e200)])
+def test_overflowing_variance_is_refused_not_turned_into_beta(dtype, big):
+    x = np.array([[big, 1.0], [-big, 2.0], [big, 3.0]], dtype=dtype)
+    with pytest.raises(ValueError, match=r"mean or variance of x overflowed .*Rescale the input"):
+        batchnorm_forward(x, np.ones(2, dtype), np.full(2, 7.0, dtype))
+
+
+@pytest.mark.parametrize("eps, error, words", [
+    (None, TypeError, "expected eps to be a positive number, got NoneType"),
+    ("1e-5", TypeError, "got str"),
+    (np.nan, ValueError, "eps must be a finite number, but got nan"),
+    (np.inf, ValueError, "eps must be a finite number, but got inf"),
+    (-1e-3, ValueError, "eps must be positive during training"),
+])
+def test_eps_must_be_a_positive_finite_number(eps, error, words):
+    x, gamma, beta = valid()
+    with pytest.raises(error) as info:
+        batchnorm_forward(x, gamma, beta, eps=eps)
+    assert words in str(info.value)
+
+
+@SETTINGS
+@given(
+    shape=st.sampled_from(list(SHAPES)),
+    dtype=st.sampled_from(DTYPES),
+    seed=st.integers(0, 2**16),
+    eps=st.sampled_from([1e-5, 1e-2, 1.0]),
+)
+def test_valid_inputs_match_torch_property(shape, dtype, seed, eps):
+    x, gamma, beta, dout = random_problem(shape, dtype, seed)
+    x = x * np.asarray(10.0 ** (seed % 5 - 2), dtype)  # scales from 1e-2 to 1e2
+    out, cache = batchnorm_forward(x, gamma, beta, eps)
+    ref = torch_reference(x, gamma, beta, dout, eps)
+    tol = TOL[dtype] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    for got, want in zip((out, *batchnorm_backward(dout, cache)), ref):
+        scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got / scale, want / scale, **tol)
+
+
+@SETTINGS
+@given(
+    shape=st.sampled_from(list(SHAPES)),
+    dtype=st.sampled_from(DTYPES),
+    bad=st.sampled_from(["nan", "inf", "gamma", "beta", "dtype", "eps", "overflow", "1d"]),
+    seed=st.integers(0, 2**16),
+)
+def test_a_refused_input_is_left_untouched(shape, dtype, bad, seed):
+    x, gamma, beta, _ = random_problem(shape, dtype, seed)
+    eps = 1e-5
+    if bad in ("nan", "inf"):
+        x.reshape(-1)[seed % x.size] = float(bad)
+    elif bad == "gamma":
+        gamma = np.ones(shape[1] + 1, dtype)
+    elif bad == "beta":
+        beta = beta.astype(np.float64 if dtype == np.float32 else np.float32)
+    elif bad == "dtype":
+        x = x.astype(np.float16)
+    elif bad == "eps":
+        eps = [None, "1e-5", np.nan, np.inf, 0.0, -1.0][seed % 6]
+    elif bad == "overflow":
+        big = 1e20 if dtype == np.float32 else 1e200
+        x[0, 0], x[1, 0] = big, -big
+    else:
+        x = x.reshape(-1)
+    copies = [a.copy() for a in (x, gamma, beta)]
+    with pytest.raises((ValueError, TypeError)):
+        batchnorm_forward(x, gamma, beta, eps)
+    for original, copy in zip((x, gamma, beta), copies):
+        np.testing.assert_array_equal(original, copy)

@@ -6,12 +6,7 @@ import torch
 from torch import nn
 
 import course_lib.nn as cnn
-from course_lib.calibration import (
-    batchnorm_layers,
-    is_batchnorm,
-    population_stats,
-    recalibrate_bn,
-)
+from course_lib.calibration import population_stats, recalibrate_bn
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 
@@ -25,13 +20,6 @@ def _snapshot(model):
 def _assert_same_params(model, before):
     for k, v in model.named_parameters():
         assert torch.equal(v, before[k]), f"{k} changed"
-
-
-def test_is_batchnorm_and_layers():
-    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(cnn.BatchNorm1d(4)),
-                          nn.LayerNorm(4))
-    assert [name for name, _ in batchnorm_layers(model)] == ["1", "2.0"]
-    assert is_batchnorm(nn.SyncBatchNorm(3)) and not is_batchnorm(nn.GroupNorm(1, 4))
 
 
 @pytest.mark.parametrize("bn_cls", [nn.BatchNorm1d, cnn.BatchNorm1d], ids=["torch", "course_lib"])
@@ -182,3 +170,24 @@ def test_errors():
         recalibrate_bn(bn, torch.randn(8, 3), method="ema")
     with pytest.raises(TypeError, match="nn.Module"):
         recalibrate_bn("model", torch.randn(8, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_population_stats_leaves_the_model_as_found(dtype):
+    """population_stats borrows the model (course_lib.nn.as_found) and hands it back: same
+    buffers, modes and momentum; and its result does not change when the buffers are restored
+    (float64 buffers would share memory with a numpy view)."""
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), cnn.BatchNorm1d(4, momentum=0.3), nn.Dropout(0.2)).to(dtype)
+    model(torch.randn(16, 3, generator=gen, dtype=dtype))
+    model[1].eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = [m.training for m in model.modules()]
+    X = torch.randn(200, 3, generator=gen, dtype=dtype) * 2 + 1
+    mean, var = population_stats(model, X, batch_size=50)["1"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert [m.training for m in model.modules()] == modes and model[1].momentum == 0.3
+    h = model[0](X).detach().double()
+    np.testing.assert_allclose(mean, h.mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, h.var(0).numpy(), rtol=1e-4)

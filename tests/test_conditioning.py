@@ -191,7 +191,7 @@ class TestLinearRegressionLoss:
             (np.ones((1, 2)), np.ones(1), ValueError, "at least 2 examples"),
             (np.array([[1.0, np.nan], [2.0, 3.0]]), np.ones(2), ValueError, "X contains NaN"),
             (np.ones((2, 2)), np.array([1.0, np.inf]), ValueError, "y contains NaN or infinite"),
-            (np.array([["a", "b"], ["c", "d"]]), np.ones(2), TypeError, "X: expected an integer or float"),
+            (np.array([["a", "b"], ["c", "d"]]), np.ones(2), TypeError, "expected X to be an integer or float array"),
         ],
     )
     def test_bad_data(self, X, y, error, match):

@@ -96,3 +96,17 @@ def test_decision_grid_explains_bad_limits(results):
         decision_grid(model, (5.0, -2.0), (-2.5, 2.5))
     with pytest.raises(ValueError, match="n must be"):
         decision_grid(model, (-2.0, 5.0), (-2.5, 2.5), n=1)
+
+
+def test_decision_grid_restores_every_submodules_mode_of_a_nested_model():
+    """A nested model with a submodule in its own mode comes back exactly: only restoring the
+    top module's mode (model.train(was_training)) would switch the inner BN to train."""
+    inner = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4))
+    model = torch.nn.Sequential(inner, torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    model(torch.randn(16, 2))          # some running statistics
+    inner[1].eval()                    # the inner layer in eval mode, the rest training
+    before = [m.training for m in model.modules()]
+    buffers = [b.clone() for b in model.buffers()]
+    decision_grid(model, (-1.0, 1.0), (-1.0, 1.0), n=5)
+    assert [m.training for m in model.modules()] == before
+    assert all(torch.equal(a, b) for a, b in zip(model.buffers(), buffers))

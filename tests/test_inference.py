@@ -94,7 +94,7 @@ def test_errors():
     X, y = _data(0)
     with pytest.raises(ValueError, match="model.eval()"):
         predict_in_batches(model.train(), X, 1)
-    with pytest.raises(ValueError, match="batch_size >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         predict_in_batches(model.eval(), X, 0)
     with pytest.raises(TypeError, match="torch.as_tensor"):
         predict_in_batches(model, X.numpy(), 4)

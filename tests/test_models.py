@@ -10,10 +10,9 @@ import torch
 from torch import nn
 
 import course_lib.nn
+from course_lib.nn import batchnorm_layers
 from course_lib.experiments.models import (
-    bn_layers,
     count_parameters,
-    eval_mode,
     hidden_pre_activations,
     make_mlp,
 )
@@ -66,7 +65,7 @@ def test_widths_and_shapes():
     assert [(m.in_features, m.out_features) for m in linears] == [
         (64, 100), (100, 50), (50, 20), (20, 10)
     ]
-    assert [m.num_features for m in bn_layers(model)] == [100, 50, 20]
+    assert [m.num_features for m in _bn_modules(model)] == [100, 50, 20]
     assert model(torch.randn(7, 64)).shape == (7, 10)
     assert kinds(make_mlp(64, [], 10)) == [("output", "Linear")]
     assert make_mlp(64, np.array([30, 20]), 10).linear2.out_features == 20  # any iterable of ints
@@ -112,8 +111,8 @@ def test_count_parameters_skips_frozen_and_buffers():
 
 
 def test_bn_impl_default_is_course_lib_and_torch_on_request():
-    assert all(type(m) is course_lib.nn.BatchNorm1d for m in bn_layers(make_mlp(4, [5, 6], 3, bn="before")))
-    assert all(type(m) is nn.BatchNorm1d for m in bn_layers(make_mlp(4, [5, 6], 3, bn="after", bn_impl="torch")))
+    assert all(type(m) is course_lib.nn.BatchNorm1d for m in _bn_modules(make_mlp(4, [5, 6], 3, bn="before")))
+    assert all(type(m) is nn.BatchNorm1d for m in _bn_modules(make_mlp(4, [5, 6], 3, bn="after", bn_impl="torch")))
 
 
 def test_bn_impl_callable():
@@ -144,7 +143,7 @@ def test_course_lib_and_torch_bn_models_compute_the_same(seed, bn, dtype):
     for (name, p), (_, q) in zip(ours.named_parameters(), theirs.named_parameters()):
         scale = q.grad.abs().max()
         torch.testing.assert_close(p.grad / scale, q.grad / scale, **tol, msg=name)
-    for a, b in zip(bn_layers(ours), bn_layers(theirs)):
+    for a, b in zip(_bn_modules(ours), _bn_modules(theirs)):
         torch.testing.assert_close(a.running_mean, b.running_mean, **tol)
         torch.testing.assert_close(a.running_var, b.running_var, **tol)
     ours.eval(), theirs.eval()
@@ -197,9 +196,9 @@ def test_activations_by_name_and_class():
     [
         ({"widths": 100}, TypeError, r"widths must be a list of hidden-layer sizes .*got int 100"),
         ({"widths": "100"}, TypeError, r"widths must be a list of hidden-layer sizes"),
-        ({"widths": [100, 0]}, ValueError, r"widths\[1\] must be a positive int \(got 0\)"),
-        ({"widths": [100.0]}, TypeError, r"widths\[0\] must be a positive int"),
-        ({"in_features": 0}, ValueError, "in_features must be a positive int"),
+        ({"widths": [100, 0]}, ValueError, r"make_mlp: widths\[1\] must be an int >= 1 \(got 0\)"),
+        ({"widths": [100.0]}, TypeError, r"make_mlp: widths\[0\] must be an int \(got float"),
+        ({"in_features": 0}, ValueError, "make_mlp: in_features must be an int >= 1"),
         ({"activation": "softplus"}, ValueError, r"unknown activation 'softplus'; use one of \['relu', 'sigmoid', 'tanh'\]"),
         ({"activation": nn.ReLU()}, TypeError, r"pass ReLU instead of ReLU\(\)"),
         ({"activation": 3}, TypeError, "activation must be"),
@@ -223,23 +222,15 @@ def test_bad_arguments_have_clear_errors(kwargs, error, match):
 # ---------------------------------------------------------------------------- helpers
 
 
+def _bn_modules(model):
+    return [m for _, m in batchnorm_layers(model)]
+
+
 def test_bn_layers_in_order_for_both_implementations():
     for impl in ("course_lib", "torch"):
         model = make_mlp(4, [5, 6, 7], 3, bn="before", bn_impl=impl)
-        assert bn_layers(model) == [model.bn1, model.bn2, model.bn3]
-    assert bn_layers(make_mlp(4, [5], 3)) == []
-
-
-def test_eval_mode_restores_each_modules_mode():
-    model = make_mlp(4, [5, 6], 3, bn="before", dropout=0.1)
-    model.bn2.eval()  # a mixed state must come back exactly
-    before = [m.training for m in model.modules()]
-    with eval_mode(model):
-        assert not any(m.training for m in model.modules())
-    assert [m.training for m in model.modules()] == before
-    with pytest.raises(RuntimeError), eval_mode(model):
-        raise RuntimeError("restored even on error")
-    assert [m.training for m in model.modules()] == before
+        assert _bn_modules(model) == [model.bn1, model.bn2, model.bn3]
+    assert _bn_modules(make_mlp(4, [5], 3)) == []
 
 
 @pytest.mark.parametrize("bn", ["before", "after", None])

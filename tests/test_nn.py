@@ -392,3 +392,295 @@ def test_eps_must_be_positive_in_training():
 def test_batch_norm_function_needs_running_statistics_outside_training():
     with pytest.raises(ValueError, match=r"running_mean and running_var must be tensors when training=False"):
         cnn.batch_norm(torch.randn(4, 5), None, None, training=False)
+
+
+# ---------------------------------------------------------------- is_batchnorm, as_found
+
+
+def test_is_batchnorm_batchnorm_layers_and_dim():
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
+        torch.nn.Sequential(cnn.BatchNorm1d(4)), torch.nn.LayerNorm(4),
+    )
+    assert [name for name, _ in cnn.batchnorm_layers(model)] == ["1", "2.0"]
+    assert cnn.is_batchnorm(torch.nn.SyncBatchNorm(3))
+    assert not cnn.is_batchnorm(torch.nn.GroupNorm(1, 4))
+    assert not cnn.is_batchnorm(torch.nn.Linear(2, 2))
+    dims = [cnn.batchnorm_dim(m) for m in (cnn.BatchNorm1d(2), torch.nn.BatchNorm2d(2),
+                                           cnn.BatchNorm3d(2), torch.nn.SyncBatchNorm(2))]
+    assert dims == [1, 2, 3, None]
+    with pytest.raises(TypeError, match="expected model to be a torch.nn.Module"):
+        cnn.batchnorm_layers([torch.nn.BatchNorm1d(2)])
+
+
+def _nested_model():
+    inner = torch.nn.Sequential(torch.nn.Linear(3, 4), cnn.BatchNorm1d(4), torch.nn.Dropout(0.5))
+    model = torch.nn.Sequential(inner, torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    model(torch.randn(8, 3))
+    inner[1].eval()  # a mixed state must come back exactly
+    return model
+
+
+@pytest.mark.parametrize("mode", ["eval", "train", None])
+def test_as_found_restores_the_mode_of_every_submodule_of_a_nested_model(mode):
+    model = _nested_model()
+    before = [m.training for m in model.modules()]
+    with cnn.as_found(model, mode):
+        if mode is not None:
+            assert all(m.training == (mode == "train") for m in model.modules())
+        model.eval()
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError, match="restored even on error"), cnn.as_found(model, "eval"):
+        raise RuntimeError("restored even on error")
+    assert [m.training for m in model.modules()] == before
+
+
+def test_as_found_with_state_restores_values_grads_buffers_and_randomness():
+    model = _nested_model()
+    model(torch.randn(8, 3)).sum().backward()
+    gen = torch.Generator().manual_seed(5)
+    model[0][1].gen = gen  # a generator held by a module, as noisy batch norm holds one
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [p.grad.clone() for p in model.parameters()]
+    draw, gen_draw = torch.rand(3), None
+    torch.manual_seed(0)
+    expected_global = torch.rand(3)
+    torch.manual_seed(0)
+    with cnn.as_found(model, "train", state=True) as snap:
+        model(torch.randn(8, 3)).sum().backward()  # moves buffers, grads, global RNG
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)
+        gen_draw = torch.rand(2, generator=gen)
+        snap.restore_randomness()
+        assert torch.equal(torch.rand(2, generator=gen), gen_draw)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert torch.equal(torch.rand(2, generator=gen), gen_draw)
+    assert torch.equal(torch.rand(3), expected_global)
+    assert draw.shape == (3,)
+
+
+def test_as_found_keep_values_keeps_the_work_and_restores_the_modes():
+    model = _nested_model()
+    before = [m.training for m in model.modules()]
+    with cnn.as_found(model, "train", state=True) as snap:
+        model(torch.randn(8, 3) + 5)
+        moved = model[1].running_mean.clone()
+        snap.keep_values()
+    assert torch.equal(model[1].running_mean, moved)
+    assert [m.training for m in model.modules()] == before
+
+
+def test_as_found_refuses_what_it_cannot_restore():
+    with pytest.raises(TypeError, match="expected model to be a torch.nn.Module"):
+        with cnn.as_found([torch.nn.Linear(2, 2)]):
+            pass
+    with pytest.raises(ValueError, match=r"as_found: mode must be 'train' .* or None to keep"):
+        with cnn.as_found(torch.nn.Linear(2, 2), "test"):
+            pass
+
+
+# ---------------------------------------------------------------- robustness
+
+
+def test_functional_refuses_0d_and_1d_input_like_torch():
+    for x in (torch.tensor(1.0), torch.randn(4)):
+        with pytest.raises(ValueError, match=rf"expected 2D or higher input .*\(got {x.dim()}D input\)"):
+            cnn.batch_norm(x, None, None, training=True)
+
+
+@pytest.mark.parametrize("name", ["weight", "bias", "running_mean", "running_var"])
+def test_functional_wrong_size_says_so_in_torchs_words_and_changes_nothing(name):
+    args = dict(running_mean=torch.zeros(4), running_var=torch.ones(4),
+                weight=torch.ones(4), bias=torch.zeros(4))
+    args[name] = torch.ones(5)
+    before = {k: v.clone() for k, v in args.items()}
+    with pytest.raises(RuntimeError, match=rf"{name} should contain 4 elements not 5"):
+        torch.nn.functional.batch_norm(torch.randn(3, 4), training=True, **args)
+    with pytest.raises(ValueError, match=rf"^{name} should contain 4 elements not 5.*shape \(4,\)"):
+        cnn.batch_norm(torch.randn(3, 4), training=True, **args)
+    for k, v in args.items():
+        assert torch.equal(v, before[k]), f"{k} changed although the call was refused"
+
+
+@pytest.mark.parametrize("eps, error", [(None, TypeError), ("1e-5", TypeError),
+                                         (float("nan"), ValueError), (float("inf"), ValueError),
+                                         (-1.0, ValueError)])
+@pytest.mark.parametrize("training", [True, False])
+def test_eps_must_be_a_finite_number(eps, error, training):
+    layer = cnn.BatchNorm1d(3, eps=eps)
+    layer.train(training)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(error, match="eps"):
+        layer(torch.randn(4, 3))
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, state[k]), k
+
+
+@pytest.mark.parametrize("dtype, big", [(torch.float32, 1e20), (torch.float64, 1e200)])
+def test_overflowing_variance_is_refused_not_turned_into_beta(dtype, big):
+    layer = cnn.BatchNorm1d(2, dtype=dtype)
+    x = torch.tensor([[big, 1.0], [-big, 2.0], [big, 3.0]], dtype=dtype)
+    with pytest.raises(ValueError, match=rf"mean or variance of x overflowed {dtype}.*Rescale"):
+        layer(x)
+    assert int(layer.num_batches_tracked) == 0 and torch.all(layer.running_var == 1)
+
+
+def test_a_refused_batch_is_not_counted_with_momentum_none():
+    layer = cnn.BatchNorm1d(3, momentum=None)
+    layer(torch.randn(8, 3))
+    mean = layer.running_mean.clone()
+    x = torch.randn(8, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(x)
+    assert int(layer.num_batches_tracked) == 1 and torch.equal(layer.running_mean, mean)
+    second = torch.randn(8, 3)
+    layer(second)  # the next batch gets weight 1/2, not 1/3
+    assert int(layer.num_batches_tracked) == 2
+    assert_close(layer.running_mean, (mean + second.mean(0)) / 2)
+
+
+def test_half_precision_layer_computes_statistics_in_float32_like_torch():
+    """(x - mean)**2 of values near 300 overflows float16 (max 65504): torch and we compute
+    the statistics in float32, so the output is right to float16's rounding."""
+    ref, ours = twins("BatchNorm1d", num_features=3)
+    ref.half(), ours.half()
+    x = (torch.randn(64, 3, generator=torch.Generator().manual_seed(0)) * 300).half()
+    y_ref, y_ours = ref(x), ours(x)
+    assert y_ours.dtype == torch.float16
+    assert (y_ours.float() - y_ref.float()).abs().max() < 1e-2
+    assert_same_state(ref, ours)
+    ref.eval(), ours.eval()
+    assert (ours(x).float() - ref(x).float()).abs().max() < 1e-2
+
+
+# ---------------------------------------------------------------- properties (hypothesis)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY_SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+_DIMS = {"BatchNorm1d": (2, 3), "BatchNorm2d": (4,), "BatchNorm3d": (5,)}
+
+
+@st.composite
+def layer_configs(draw):
+    name = draw(st.sampled_from(sorted(_DIMS)))
+    ndim = draw(st.sampled_from(_DIMS[name]))
+    c = draw(st.integers(1, 4))
+    n = draw(st.integers(2, 5))
+    shape = (n, c) + tuple(draw(st.integers(1, 3)) for _ in range(ndim - 2))
+    kwargs = dict(
+        momentum=draw(st.sampled_from([0.1, 0.5, 1.0, None])),
+        affine=draw(st.booleans()),
+        track_running_stats=draw(st.booleans()),
+        eps=draw(st.sampled_from([1e-5, 1e-3, 0.5])),
+        dtype=draw(st.sampled_from([torch.float32, torch.float64])),
+    )
+    return name, shape, kwargs, draw(st.integers(0, 2**16))
+
+
+def _state(layer):
+    return {k: v.clone() for k, v in layer.state_dict().items()}
+
+
+@PROPERTY_SETTINGS
+@given(config=layer_configs(), steps=st.integers(1, 3), train=st.lists(st.booleans(), min_size=3, max_size=3))
+def test_valid_inputs_match_torch(config, steps, train):
+    name, shape, kwargs, seed = config
+    ref, ours = twins(name, num_features=shape[1], seed=seed, **kwargs)
+    g = torch.Generator().manual_seed(seed)
+    tol = dict(rtol=1e-4, atol=1e-4) if kwargs["dtype"] == torch.float32 else {}
+    for k in range(steps):
+        ref.train(train[k]), ours.train(train[k])
+        x = torch.randn(shape, generator=g, dtype=kwargs["dtype"]) * 3 + 2
+        dout = torch.randn(shape, generator=g, dtype=kwargs["dtype"])
+        for got, want in zip(step(ours, x, dout), step(ref, x, dout)):
+            assert_close(got, want, **tol)
+        assert_same_state(ref, ours)
+
+
+@st.composite
+def refused_inputs(draw, shape, dtype):
+    """A bad input for a layer that takes `shape`, and the error it must raise."""
+    kind = draw(st.sampled_from(["nan", "inf", "channels", "ndim", "dtype", "int", "one value",
+                                 "eps", "overflow"]))
+    x = torch.randn(shape, dtype=dtype)
+    eps = None
+    if kind in ("nan", "inf"):
+        index = tuple(draw(st.integers(0, s - 1)) for s in shape)
+        x[index] = float(kind) * draw(st.sampled_from([1, -1]))
+    elif kind == "channels":
+        x = torch.randn((shape[0], shape[1] + 1) + shape[2:], dtype=dtype)
+    elif kind == "ndim":
+        x = torch.randn(shape[0], shape[1], *shape[2:], 2, 2, dtype=dtype)
+    elif kind == "dtype":
+        x = x.to(torch.float64 if dtype == torch.float32 else torch.float32)
+    elif kind == "int":
+        x = x.long()
+    elif kind == "one value":
+        x = torch.randn((1, shape[1]) + (1,) * (len(shape) - 2), dtype=dtype)
+    elif kind == "eps":
+        eps = draw(st.sampled_from([None, "1e-5", float("nan"), float("inf"), -1.0, 0.0]))
+    elif kind == "overflow":
+        big = 1e20 if dtype == torch.float32 else 1e200
+        x[0, 0] = big
+        x[1, 0] = -big
+    return kind, x, eps
+
+
+@PROPERTY_SETTINGS
+@given(config=layer_configs(), data=st.data())
+def test_a_refused_input_changes_no_state(config, data):
+    name, shape, kwargs, seed = config
+    if kwargs["dtype"] == torch.float64 and not kwargs["affine"] and not kwargs["track_running_stats"]:
+        kwargs["dtype"] = torch.float32  # a layer with no tensors has no dtype to refuse
+    _, layer = twins(name, num_features=shape[1], seed=seed, **kwargs)
+    g = torch.Generator().manual_seed(seed)
+    layer(torch.randn(shape, generator=g, dtype=kwargs["dtype"]) + 1)  # some state
+    x0 = torch.randn(shape, generator=g, dtype=kwargs["dtype"], requires_grad=True)
+    (layer(x0) * torch.randn(shape, generator=g, dtype=kwargs["dtype"])).sum().backward()
+    kind, x, eps = data.draw(refused_inputs(shape, kwargs["dtype"]))
+    has_tensors = kwargs["affine"] or kwargs["track_running_stats"]
+    if kind in ("channels", "dtype") and not has_tensors:
+        return  # like torch, a layer without per-channel tensors takes any C and dtype
+    if kind == "eps":
+        layer.eps = eps
+        if eps == 0.0:
+            layer.train()  # eps = 0 is only refused in training, as in torch
+    if kind in ("nan", "inf", "one value", "overflow"):
+        layer.train()  # eval mode passes them through (or normalizes one example), like torch
+    state, grads = _state(layer), [p.grad.clone() for p in layer.parameters()]
+    with pytest.raises((ValueError, TypeError)):
+        layer(x)
+    after = _state(layer)
+    assert list(after) == list(state)
+    for k in state:
+        assert torch.equal(after[k], state[k]), f"{kind}: {k} changed"
+    assert all(torch.equal(p.grad, g0) for p, g0 in zip(layer.parameters(), grads)), kind
+
+
+@PROPERTY_SETTINGS
+@given(config=layer_configs(), bad=st.sampled_from(["weight", "bias", "running_mean", "running_var", "ndim", "eps"]))
+def test_functional_refused_input_changes_no_buffer(config, bad):
+    _, shape, kwargs, seed = config
+    dtype, c = kwargs["dtype"], shape[1]
+    args = dict(running_mean=torch.zeros(c, dtype=dtype) + 0.5,
+                running_var=torch.ones(c, dtype=dtype) * 2,
+                weight=torch.ones(c, dtype=dtype), bias=torch.zeros(c, dtype=dtype))
+    x, eps = torch.randn(shape, dtype=dtype), 1e-5
+    if bad in args:
+        args[bad] = torch.ones(c + 1, dtype=dtype)
+    elif bad == "ndim":
+        x = x[0, 0].reshape(-1)[:1].reshape(())
+    else:
+        eps = float("nan")
+    before = {k: v.clone() for k, v in args.items()}
+    with pytest.raises(ValueError):
+        cnn.batch_norm(x, training=True, momentum=0.5, eps=eps, **args)
+    for k, v in args.items():
+        assert torch.equal(v, before[k]), k

@@ -259,14 +259,14 @@ def test_float64_model_gets_float64_data(digits):
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"steps": 0}, ValueError, "steps must be at least 1"),
+        ({"steps": 0}, ValueError, "train: steps must be an int >= 1"),
         ({"steps": 10.0}, TypeError, "steps must be an int"),
         ({"lr": 0.0}, ValueError, "lr must be positive"),
         ({"lr": float("inf")}, ValueError, "lr must be positive and finite"),
         ({"lr": "0.1"}, TypeError, "lr must be a positive number"),
         ({"optimizer": "rmsprop"}, ValueError, r"unknown optimizer 'rmsprop'; use one of \['adam', 'momentum', 'sgd'\]"),
         ({"batch_size": 2000}, ValueError, r"batch_size \(2000\) is larger than the training set \(1347"),
-        ({"eval_every": 0}, ValueError, "eval_every must be at least 1"),
+        ({"eval_every": 0}, ValueError, "train: eval_every must be an int >= 1"),
         ({"stop_at_test_acc": 90}, ValueError, "stop_at_test_acc is an accuracy in"),
         ({"data": (1, 2)}, TypeError, "data must be a course_lib.experiments.data.Split"),
         ({"model": "mlp"}, TypeError, "model must be an nn.Module"),

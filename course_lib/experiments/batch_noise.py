@@ -31,13 +31,13 @@ next to these formulas.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Sequence
 
 import numpy as np
 
+from course_lib import _checks
 from course_lib.batchnorm import batch_stats
-from course_lib.calibration import batchnorm_layers
+from course_lib.nn import as_found, batchnorm_layers
 
 __all__ = [
     "outputs_across_batches",
@@ -47,14 +47,6 @@ __all__ = [
     "batch_mean_spread",
     "batch_var_spread",
 ]
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"expected {name} to be an int (got {type(value).__qualname__})")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum} (got {value})")
-    return int(value)
 
 
 def outputs_across_batches(
@@ -73,8 +65,9 @@ def outputs_across_batches(
     batch to batch because :math:`\mu^{\{t\}}` and :math:`\sigma^{2\{t\}}` do; in eval mode
     (``.eval()``) they are identical.
 
-    The module is not changed: it runs on a deep copy, so a probe in training mode does not
-    move its running statistics (a real training-mode forward pass would, see chapter 6).
+    The module is left as it was found (:func:`course_lib.nn.as_found`): a probe in training
+    mode does not move its running statistics (a real training-mode forward pass would, see
+    chapter 6), nor the state of any random generator it holds.
 
     Args:
         bn_or_model: any ``torch.nn.Module`` whose first dimension is the batch, e.g. a
@@ -106,8 +99,8 @@ def outputs_across_batches(
     """
     import torch
 
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    n_batches = _check_count(n_batches, "n_batches", 1)
+    batch_size = _checks.check_int(batch_size, "batch_size", 1)
+    n_batches = _checks.check_int(n_batches, "n_batches", 1)
     if not isinstance(pool, torch.Tensor) or not isinstance(example, torch.Tensor):
         raise TypeError(
             "expected example and pool to be torch tensors; convert with "
@@ -131,14 +124,13 @@ def outputs_across_batches(
             "norm needs at least 2 examples. Use batch_size >= 2, or call .eval() to normalize "
             "one example with the running statistics"
         )
-    module = copy.deepcopy(bn_or_model)
     gen = torch.Generator().manual_seed(int(seed))
     outputs = []
-    with torch.no_grad():
+    with as_found(bn_or_model, state=True), torch.no_grad():
         for _ in range(n_batches):
             mates = pool[torch.randperm(pool.shape[0], generator=gen)[: batch_size - 1]]
             batch = torch.cat([example[None].to(pool.dtype), mates], dim=0)
-            outputs.append(module(batch)[0])
+            outputs.append(bn_or_model(batch)[0])
     return torch.stack(outputs)
 
 
@@ -247,7 +239,7 @@ def _spread(
 ) -> np.ndarray:
     pop = _population(population)
     sizes = _batch_sizes(batch_sizes)
-    n_draws = _check_count(n_draws, "n_draws", 2)
+    n_draws = _checks.check_int(n_draws, "n_draws", 2)
     rng = np.random.default_rng(seed)
     return np.array(
         [_draw_batch_stats(pop, int(m), n_draws, rng)[which].std(ddof=1) for m in sizes]

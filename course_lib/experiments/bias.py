@@ -36,6 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
+from course_lib.nn import as_found
+
 __all__ = ["LayerGradient", "bias_effect", "bias_gradients", "hidden_linears", "with_bias"]
 
 
@@ -86,7 +89,7 @@ def with_bias(model: nn.Sequential, *, seed: int = 0, scale: float = 1.0) -> nn.
         The new model, in the same mode, dtype and device as ``model``.
     """
     names = hidden_linears(model)
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale >= 0:
+    if not _checks.is_real(scale) or not scale >= 0:
         raise ValueError(f"with_bias: scale must be a non-negative number (got {scale!r})")
     new = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +109,8 @@ def with_bias(model: nn.Sequential, *, seed: int = 0, scale: float = 1.0) -> nn.
 def bias_gradients(model: nn.Sequential, X: Tensor, y: Tensor) -> list[LayerGradient]:
     """One training-mode backward pass of the mean cross-entropy on the mini-batch ``(X, y)``.
 
-    Runs on a copy, so ``model`` (its running statistics and ``.grad``) is left alone. The
+    ``model`` is left as it was found (:func:`course_lib.nn.as_found`): its running
+    statistics, ``.grad`` and modes are restored. The
     cross-entropy gives every output its own upstream gradient (a plain ``.sum()`` would
     have a zero gradient through batch norm for a different reason, see chapter 2).
 
@@ -125,20 +129,19 @@ def bias_gradients(model: nn.Sequential, X: Tensor, y: Tensor) -> list[LayerGrad
         raise ValueError(
             f"bias_gradients: {', '.join(missing)} has no bias; add one with with_bias(model)"
         )
-    work = copy.deepcopy(model)
-    work.train()
-    param = getattr(work, names[0]).weight
-    loss = F.cross_entropy(work(X.to(param.device, param.dtype)), y.to(param.device))
-    work.zero_grad(set_to_none=True)
-    loss.backward()
     out = []
-    for name in names:
-        layer = getattr(work, name)
-        out.append(LayerGradient(
-            layer=name,
-            max_abs_grad_bias=float(layer.bias.grad.abs().max()),
-            max_abs_grad_weight=float(layer.weight.grad.abs().max()),
-        ))
+    with as_found(model, "train", state=True):  # running statistics and .grad come back
+        param = getattr(model, names[0]).weight
+        loss = F.cross_entropy(model(X.to(param.device, param.dtype)), y.to(param.device))
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        for name in names:
+            layer = getattr(model, name)
+            out.append(LayerGradient(
+                layer=name,
+                max_abs_grad_bias=float(layer.bias.grad.abs().max()),
+                max_abs_grad_weight=float(layer.weight.grad.abs().max()),
+            ))
     return out
 
 

@@ -55,9 +55,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Integral, Real
 
 import numpy as np
+
+from course_lib import _checks
 
 __all__ = [
     "TOL",
@@ -129,11 +130,11 @@ def make_regression_data(
         >>> round(float(X[:, 1].std() / X[:, 0].std()), -1)
         100.0
     """
-    scale_ratio = _check_positive(scale_ratio, "scale_ratio")
-    if isinstance(n, bool) or not isinstance(n, Integral) or n < 2:
+    scale_ratio = _checks.check_number(scale_ratio, "scale_ratio", above=0.0)
+    if not _checks.is_int(n) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (got {n!r})")
-    shift = _check_finite_number(shift, "shift")
-    noise = _check_finite_number(noise, "noise")
+    shift = _checks.check_number(shift, "shift")
+    noise = _checks.check_number(noise, "noise")
     if noise < 0:
         raise ValueError(f"noise must be >= 0 (got {noise})")
     rng = np.random.default_rng(seed)
@@ -175,8 +176,8 @@ class LinearRegressionLoss:
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
-        X = _as_float_array(X, "X")
-        y = _as_float_array(y, "y")
+        X = _checks.as_float64_array(X, "X")
+        y = _checks.as_float64_array(y, "y")
         if X.ndim != 2:
             hint = " (for a single feature use X.reshape(-1, 1))" if X.ndim == 1 else ""
             raise ValueError(f"X: expected 2D input of shape (N, D) (got {X.ndim}D input){hint}")
@@ -258,7 +259,7 @@ class LinearRegressionLoss:
         w = self._check_w(w)
         if w.ndim != 1:
             raise ValueError(f"predict: expected w of shape ({self.n_features},) (got {w.shape})")
-        X = _as_float_array(X, "X")
+        X = _checks.as_float64_array(X, "X")
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
                 f"predict: expected X of shape (M, {self.n_features}) (got shape {X.shape})"
@@ -274,7 +275,7 @@ class LinearRegressionLoss:
         return condition_number(self.hessian)
 
     def _check_w(self, w: np.ndarray) -> np.ndarray:
-        w = _as_float_array(w, "w")
+        w = _checks.as_float64_array(w, "w")
         if w.ndim == 0 or w.shape[-1] != self.n_features:
             raise ValueError(
                 f"w: expected shape ({self.n_features},) or (..., {self.n_features}) for "
@@ -301,7 +302,7 @@ def condition_number(H: np.ndarray) -> float:
         >>> condition_number(np.diag([2.0, 200.0]))
         100.0
     """
-    H = _as_float_array(H, "H")
+    H = _checks.as_float64_array(H, "H")
     if H.ndim != 2 or H.shape[0] != H.shape[1] or H.shape[0] == 0:
         raise ValueError(f"H: expected a square (D, D) matrix (got shape {H.shape})")
     if not np.all(np.isfinite(H)):
@@ -350,7 +351,7 @@ def convergence_rate(kappa: float) -> float:
         >>> convergence_rate(1.0), round(convergence_rate(99.0), 3)
         (0.0, 0.98)
     """
-    kappa = _check_finite_number(kappa, "kappa")
+    kappa = _checks.check_number(kappa, "kappa")
     if kappa < 1:
         raise ValueError(f"kappa must be >= 1, as lambda_max >= lambda_min (got {kappa})")
     return (kappa - 1.0) / (kappa + 1.0)
@@ -413,8 +414,8 @@ def gradient_descent(
         True
     """
     _check_problem(problem)
-    lr = _check_positive(lr, "lr")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, Integral) or n_steps < 0:
+    lr = _checks.check_number(lr, "lr", above=0.0)
+    if not _checks.is_int(n_steps) or n_steps < 0:
         raise ValueError(f"n_steps must be an integer >= 0 (got {n_steps!r})")
     if tol is not None:
         tol = _check_tol(tol)
@@ -491,7 +492,7 @@ def steps_to_converge(
         ValueError: if ``lr >= 2 / lambda_max``, where gradient descent does not converge.
     """
     _check_problem(problem)
-    lr = _check_positive(lr, "lr")
+    lr = _checks.check_number(lr, "lr", above=0.0)
     tol = _check_tol(tol)
     w = _start(problem, w0)
     lam = np.clip(problem.eigenvalues(), 0.0, None)
@@ -583,11 +584,11 @@ def loss_landscape(
         raise ValueError(
             f"loss_landscape draws two weights (got a problem with {problem.n_features} features)"
         )
-    if isinstance(n, bool) or not isinstance(n, Integral) or n < 2:
+    if not _checks.is_int(n) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (got {n!r})")
-    if isinstance(n_levels, bool) or not isinstance(n_levels, Integral) or n_levels < 1:
+    if not _checks.is_int(n_levels) or n_levels < 1:
         raise ValueError(f"n_levels must be an integer >= 1 (got {n_levels!r})")
-    margin = _check_positive(margin, "margin")
+    margin = _checks.check_number(margin, "margin", above=0.0)
     if margin < 1:
         raise ValueError(f"margin must be >= 1 so the start is on the grid (got {margin})")
     w = _start(problem, w0)
@@ -633,8 +634,8 @@ def contour_ellipse(problem: LinearRegressionLoss, level: float, n_points: int =
         raise ValueError(
             f"contour_ellipse draws two weights (got a problem with {problem.n_features} features)"
         )
-    level = _check_finite_number(level, "level")
-    if isinstance(n_points, bool) or not isinstance(n_points, Integral) or n_points < 3:
+    level = _checks.check_number(level, "level")
+    if not _checks.is_int(n_points) or n_points < 3:
         raise ValueError(f"n_points must be an integer >= 3 (got {n_points!r})")
     excess = level - problem.min_loss()
     if excess <= 0:
@@ -669,31 +670,8 @@ def _check_problem(problem: object) -> None:
         )
 
 
-def _as_float_array(a: object, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype.kind not in "iuf":
-        raise TypeError(f"{name}: expected an integer or float array (got dtype {a.dtype})")
-    return a.astype(np.float64, copy=False)
-
-
-def _check_finite_number(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number (got {type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite (got {value})")
-    return value
-
-
-def _check_positive(value: object, name: str) -> float:
-    value = _check_finite_number(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0 (got {value})")
-    return value
-
-
 def _check_tol(tol: object) -> float:
-    tol = _check_finite_number(tol, "tol")
+    tol = _checks.check_number(tol, "tol")
     if not 0 < tol < 1:
         raise ValueError(f"tol is a fraction of the starting excess loss: expected 0 < tol < 1 (got {tol})")
     return tol

@@ -27,9 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from course_lib import _checks
 from course_lib.experiments.data import CovariateShiftTask, make_covariate_shift_task
 from course_lib.experiments.models import make_mlp
 from course_lib.experiments.training import History, evaluate, train
+from course_lib.nn import as_found
 
 __all__ = [
     "CovariateShiftResult",
@@ -96,13 +98,8 @@ class CovariateShiftResult:
 
 
 def _predict(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(X).argmax(dim=1)
-    finally:
-        model.train(was_training)
+    with as_found(model, "eval"), torch.no_grad():
+        return model(X).argmax(dim=1)
 
 
 def covariate_shift_experiment(
@@ -196,15 +193,10 @@ def decision_grid(
     for name, lim in (("xlim", xlim), ("ylim", ylim)):
         if len(lim) != 2 or not all(np.isfinite(lim)) or not lim[0] < lim[1]:
             raise ValueError(f"decision_grid: {name} must be (low, high) with low < high (got {lim!r})")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+    if not _checks.is_int(n) or n < 2:
         raise ValueError(f"decision_grid: n must be an int >= 2 (got {n!r})")
     x1, x2 = np.meshgrid(np.linspace(*xlim, n), np.linspace(*ylim, n))
     grid = torch.tensor(np.column_stack([x1.ravel(), x2.ravel()]), dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            p1 = torch.softmax(model(grid), dim=1)[:, 1].double().numpy()
-    finally:
-        model.train(was_training)
+    with as_found(model, "eval"), torch.no_grad():
+        p1 = torch.softmax(model(grid), dim=1)[:, 1].double().numpy()
     return x1, x2, p1.reshape(n, n)

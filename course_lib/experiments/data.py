@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from course_lib import _checks
+
 __all__ = [
     "INPUT_STD",
     "WAVE_AMPLITUDE",
@@ -201,8 +203,8 @@ def load_digits_split(
 
     from course_lib.normalize import Standardizer
 
-    seed = _check_seed(seed, "load_digits_split")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)):
+    seed = _checks.check_int(seed, "seed", 0, 2**32 - 1, where="load_digits_split")
+    if not _checks.is_real(test_fraction):
         raise TypeError(
             f"load_digits_split: test_fraction must be a number between 0 and 1 (got "
             f"{type(test_fraction).__name__})"
@@ -219,7 +221,7 @@ def load_digits_split(
         X, y, test_size=test_fraction, stratify=y, random_state=seed
     )
     if n_train is not None:
-        if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)):
+        if not _checks.is_int(n_train):
             raise TypeError(
                 f"load_digits_split: n_train must be an int or None (got "
                 f"{type(n_train).__name__})"
@@ -350,15 +352,15 @@ def make_covariate_shift_task(
         >>> bool((covariate_shift_rule(shifted.X_test) == shifted.y_test).all())
         True
     """
-    seed = _check_seed(seed, "make_covariate_shift_task")
+    seed = _checks.check_int(seed, "seed", 0, 2**32 - 1, where="make_covariate_shift_task")
     for name, value in (("n_train", n_train), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not _checks.is_int(value):
             raise TypeError(
                 f"make_covariate_shift_task: {name} must be an int (got {type(value).__name__})"
             )
         if value < 1:
             raise ValueError(f"make_covariate_shift_task: {name} must be at least 1 (got {value})")
-    if isinstance(shift, bool) or not isinstance(shift, (int, float)) or not math.isfinite(shift):
+    if not _checks.is_real(shift) or not math.isfinite(shift):
         raise TypeError(
             f"make_covariate_shift_task: shift must be a finite number (got {shift!r})"
         )
@@ -379,11 +381,3 @@ def _check_points(shape: tuple[int, ...], where: str) -> None:
         raise ValueError(
             f"{where}: expected points of shape (N, 2) (got shape {tuple(shape)})"
         )
-
-
-def _check_seed(seed: object, where: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{where}: seed must be an int (got {type(seed).__name__})")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"{where}: seed must be between 0 and 2**32 - 1 (got {seed})")
-    return int(seed)

@@ -36,21 +36,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.model_state import (
     check_probe,
     batch_loss_and_grads,
     check_every,
     check_probe_batch,
-    check_probe_mode,
     on_model,
     preserved_state,
-    set_probe_mode,
 )
 
 __all__ = ["GradientShift", "gradient_ics", "gradient_ics_recorder", "measure_gradient_ics"]
@@ -127,7 +125,7 @@ def _check_weight(model: nn.Module, weight: object, where: str) -> list[str]:
 
 
 def _check_lr(lr: object, where: str) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr) or lr <= 0:
+    if not _checks.is_real(lr) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(
             f"{where}: lr must be a positive number, the SGD step of the earlier layers "
             f"(got {lr!r})"
@@ -169,8 +167,7 @@ def measure_gradient_ics(
     X, y = on_model(model, X, y)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-    with preserved_state(model) as snap:
-        set_probe_mode(model, mode, where)
+    with preserved_state(model, _checks.check_mode(mode, where)) as snap:
 
         def grad(theta: Params) -> dict[str, Tensor]:
             with torch.no_grad():
@@ -206,7 +203,7 @@ def gradient_ics_recorder(
     """
     where = "gradient_ics_recorder"
     check_probe_batch(X, where, y)
-    check_probe_mode(mode, where)
+    _checks.check_mode(mode, where)
     check_every(every, where)
     lr = _check_lr(lr, where)
     if not isinstance(weight, str):

@@ -17,31 +17,23 @@ of a given size, in whatever mode the model is in, and :func:`batch_dependence` 
 the two numbers chapter 6 reports per batch size: the accuracy, and the share of examples whose
 prediction changes when the batches are reshuffled.
 
-Both work on a deep copy of the model, so probing a model in training mode does not move its
-running statistics. (A real forward pass in training mode does: that is the other half of a
+Both leave the model as they found it (:func:`course_lib.nn.as_found`), so probing a model in
+training mode does not move its running statistics. (A real forward pass in training mode does: that is the other half of a
 forgotten ``model.eval()``, shown in the chapter.)
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from course_lib.calibration import batchnorm_layers
+from course_lib import _checks
+from course_lib.nn import as_found, batchnorm_layers
 
 __all__ = ["predict_in_batches", "batch_dependence"]
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"expected {name} to be an int (got {type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum} (got {value})")
-    return int(value)
 
 
 def _in_training_mode(model: nn.Module) -> bool:
@@ -66,7 +58,8 @@ def predict_in_batches(
     they depend on the batch-mates. With ``shuffle=False`` the batches are consecutive rows of
     ``X`` in its own order (e.g. a test set sorted by label), the same for every repetition.
 
-    The model itself is not changed: it runs on a deep copy, under ``torch.no_grad()``.
+    The model is left as it was found (:func:`course_lib.nn.as_found`): running statistics
+    and random states are put back afterwards. It runs under ``torch.no_grad()``.
 
     Args:
         model: a classifier returning ``(N, n_classes)`` scores, in training or eval mode.
@@ -101,8 +94,8 @@ def predict_in_batches(
             f"expected X to be a torch.Tensor (got {type(X).__name__}); convert with "
             "torch.as_tensor(X, dtype=torch.float32)"
         )
-    batch_size = _check_count(batch_size, "batch_size", 1)
-    n_shuffles = _check_count(n_shuffles, "n_shuffles", 1)
+    batch_size = _checks.check_int(batch_size, "batch_size", 1)
+    n_shuffles = _checks.check_int(n_shuffles, "n_shuffles", 1)
     n = X.shape[0] if X.ndim >= 1 else 0
     if n < 2:
         raise ValueError(f"expected X of shape (N, ...) with N >= 2 examples (got shape {tuple(X.shape)})")
@@ -113,17 +106,16 @@ def predict_in_batches(
             "(PyTorch refuses it). Call model.eval() to predict single examples with the "
             "running statistics, or use batch_size >= 2"
         )
-    module = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(int(seed))
     predictions = torch.empty((n_shuffles, n), dtype=torch.int64)
-    with torch.no_grad():
+    with as_found(model, state=True), torch.no_grad():
         for k in range(n_shuffles):
             order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
             chunks = list(torch.split(order, batch_size))
             if len(chunks) > 1 and chunks[-1].numel() == 1:
                 chunks[-2:] = [torch.cat(chunks[-2:])]
             for idx in chunks:
-                predictions[k, idx] = module(X[idx]).argmax(dim=1).cpu()
+                predictions[k, idx] = model(X[idx]).argmax(dim=1).cpu()
     return predictions
 
 
@@ -138,7 +130,7 @@ def batch_dependence(
     r"""How much a model's predictions depend on the batch, for each batch size.
 
     Runs :func:`predict_in_batches` with ``n_shuffles`` random batchings per batch size (the
-    model in its own mode, on a copy) and measures:
+    model in its own mode, left as found) and measures:
 
     - ``accuracy``: mean accuracy over the shuffles;
     - ``accuracy_spread``: the standard deviation of the accuracy across shuffles (0 in eval
@@ -170,7 +162,7 @@ def batch_dependence(
             "expected y to be a 1D tensor of labels with one entry per row of X (got "
             f"{type(y).__name__} of shape {tuple(getattr(y, 'shape', ()))})"
         )
-    n_shuffles = _check_count(n_shuffles, "n_shuffles", 1)
+    n_shuffles = _checks.check_int(n_shuffles, "n_shuffles", 1)
     accuracy, spread, changed = [], [], []
     labels = y.cpu()
     for m in batch_sizes:

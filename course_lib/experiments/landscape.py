@@ -47,15 +47,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.model_state import (
     check_probe,
     batch_loss_and_grads,
     check_every,
     check_probe_batch,
-    check_probe_mode,
     on_model,
     preserved_state,
-    set_probe_mode,
 )
 
 __all__ = [
@@ -216,8 +215,7 @@ def probe_gradient_direction(
         raise ValueError(f"{where}: the model has no trainable parameters")
     X, y = on_model(model, X, y)
 
-    with preserved_state(model) as snap:
-        set_probe_mode(model, mode, where)
+    with preserved_state(model, _checks.check_mode(mode, where)) as snap:
 
         def loss_and_grad(theta: Tensor) -> tuple[float, Tensor]:
             load_vector(theta, params)
@@ -271,7 +269,7 @@ def landscape_recorder(
     """
     check_probe_batch(X, "landscape_recorder", y)
     eta_arr = _check_etas(etas, "landscape_recorder")
-    check_probe_mode(mode, "landscape_recorder")
+    _checks.check_mode(mode, "landscape_recorder")
     check_every(every, "landscape_recorder")
     skipped = {k: math.nan for k in GradientDirectionProbe.record_keys(prefix)}
 

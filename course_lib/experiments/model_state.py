@@ -4,7 +4,7 @@ relies on to observe a training run without changing it.
 A probe runs the model on a fixed batch, often in *training mode* (batch statistics, noisy
 BN's noise, dropout), which updates running statistics and advances random generators.
 :func:`preserved_state` snapshots everything such a pass can touch and restores it bit for
-bit; the helpers below put the model in the requested mode and move a batch onto it.
+bit; the helpers below check a probe's input and move a batch onto the model.
 
 The guard itself is the core's :func:`course_lib.nn.as_found`; :func:`preserved_state` is
 its name here, with everything restored.
@@ -14,61 +14,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from numbers import Integral
 
 import torch
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.nn import Snapshot, as_found
 
 __all__ = [
-    "MODES",
     "batch_loss_and_grads",
     "check_probe",
     "check_every",
     "check_probe_batch",
-    "check_probe_mode",
     "on_model",
     "preserved_state",
-    "set_probe_mode",
 ]
 
-#: ``"train"``: batch statistics and noise, as in a training step; ``"eval"``: running
-#: statistics, no noise.
-MODES: tuple[str, ...] = ("train", "eval")
-
-
-def preserved_state(model: nn.Module) -> AbstractContextManager[Snapshot]:
-    """Run the ``with`` block on ``model`` and put everything back afterwards, bit for bit.
+def preserved_state(
+    model: nn.Module, mode: str | None = None
+) -> AbstractContextManager[Snapshot]:
+    """Run the ``with`` block on ``model`` (in ``mode``, if given) and put everything back.
 
     Parameter values and their ``.grad``, buffers (running statistics,
     ``num_batches_tracked``), each module's train/eval mode, every ``torch.Generator`` a module
     holds and the global CPU random state. The snapshot's ``restore_randomness()`` and
     ``restore_buffers()`` let repeated forward passes inside the block see the same noise and
-    running statistics. A thin name for the core's one guard,
-    :func:`course_lib.nn.as_found` with ``state=True``.
+    running statistics. ``mode``: ``"train"`` (batch statistics and noise, as in a training
+    step), ``"eval"`` (running statistics, no noise) or ``None`` (leave each module's mode).
+    A thin name for the core's one guard, :func:`course_lib.nn.as_found` with ``state=True``.
 
     Example:
         >>> with preserved_state(model):
         ...     model.train()(X)          # updates running statistics and draws noise...
         >>> # ...which are now undone
     """
-    return as_found(model, state=True)
-
-
-def check_probe_mode(mode: object, where: str) -> None:
-    """Refuse a mode other than ``"train"`` or ``"eval"``, saying what each one means."""
-    if mode not in MODES:
-        raise ValueError(
-            f"{where}: mode must be 'train' (batch statistics and noise, as in a training "
-            f"step) or 'eval' (running statistics, no noise) (got {mode!r})"
-        )
-
-
-def set_probe_mode(model: nn.Module, mode: str, where: str) -> None:
-    """Put ``model`` in ``mode`` (checked first)."""
-    check_probe_mode(mode, where)
-    model.train(mode == "train")
+    return as_found(model, mode, state=True)
 
 
 def check_probe_batch(X: object, where: str, y: object = None) -> None:
@@ -129,5 +109,5 @@ def batch_loss_and_grads(
 
 def check_every(every: object, where: str) -> None:
     """Refuse anything but a positive int for a recorder's ``every``."""
-    if isinstance(every, bool) or not isinstance(every, Integral) or every < 1:
+    if not _checks.is_int(every) or every < 1:
         raise ValueError(f"{where}: every must be a positive int (got {every!r})")

@@ -51,14 +51,13 @@ Example:
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from course_lib import _checks
 from course_lib.nn import BatchNorm1d
 
 __all__ = ["NoisyBatchNorm1d", "noisy_bn"]
@@ -121,10 +120,10 @@ class NoisyBatchNorm1d(BatchNorm1d):
     ) -> None:
         super().__init__(num_features, **kwargs)
         self.scale_range = _check_scale_range(scale_range)
-        self.shift_mean = _check_number(shift_mean, "shift_mean")
-        self.shift_std = _check_number(shift_std, "shift_std", nonnegative=True)
+        self.shift_mean = _checks.check_number(shift_mean, "shift_mean", where="NoisyBatchNorm1d")
+        self.shift_std = _checks.check_number(shift_std, "shift_std", at_least=0.0, where="NoisyBatchNorm1d")
         if generator is None:
-            if isinstance(seed, bool) or not isinstance(seed, int):
+            if not _checks.is_int(seed):
                 raise TypeError(
                     f"NoisyBatchNorm1d: seed must be an int (got {type(seed).__name__})"
                 )
@@ -204,12 +203,12 @@ def noisy_bn(
         >>> model.bn1.generator is model.bn3.generator
         True
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not _checks.is_int(seed):
         raise TypeError(f"noisy_bn: seed must be an int (got {type(seed).__name__})")
     # Check the settings now, not at the first layer make_mlp builds.
     _check_scale_range(scale_range)
-    _check_number(shift_mean, "shift_mean")
-    _check_number(shift_std, "shift_std", nonnegative=True)
+    _checks.check_number(shift_mean, "shift_mean", where="NoisyBatchNorm1d")
+    _checks.check_number(shift_std, "shift_std", at_least=0.0, where="NoisyBatchNorm1d")
     generator = torch.Generator(device="cpu").manual_seed(seed)
     return functools.partial(
         NoisyBatchNorm1d,
@@ -221,16 +220,6 @@ def noisy_bn(
     )
 
 
-def _check_number(value: object, name: str, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"NoisyBatchNorm1d: {name} must be a number (got {type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value) or (nonnegative and value < 0):
-        need = "a finite number >= 0" if nonnegative else "finite"
-        raise ValueError(f"NoisyBatchNorm1d: {name} must be {need} (got {value})")
-    return value
-
-
 def _check_scale_range(scale_range: object) -> tuple[float, float]:
     if isinstance(scale_range, (str, bytes)) or not hasattr(scale_range, "__len__") or len(
         scale_range  # type: ignore[arg-type]
@@ -239,7 +228,7 @@ def _check_scale_range(scale_range: object) -> tuple[float, float]:
             f"NoisyBatchNorm1d: scale_range must be a pair (a, b) such as (0.5, 1.5) (got "
             f"{scale_range!r})"
         )
-    a, b = (_check_number(v, "scale_range", nonnegative=True) for v in scale_range)  # type: ignore[union-attr]
+    a, b = (_checks.check_number(v, "scale_range", at_least=0.0, where="NoisyBatchNorm1d") for v in scale_range)  # type: ignore[union-attr]
     if a > b:
         raise ValueError(
             f"NoisyBatchNorm1d: scale_range (a, b) needs a <= b (got ({a:g}, {b:g})); the "

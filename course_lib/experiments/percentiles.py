@@ -37,13 +37,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.model_state import (
     check_probe,
     check_probe_batch,
-    check_probe_mode,
     on_model,
     preserved_state,
-    set_probe_mode,
 )
 
 __all__ = [
@@ -153,7 +152,7 @@ def unit_input_percentiles(
             f"{where}: q must be a list of percentiles between 0 and 100, such as (15, 50, 85) "
             f"(got {q!r}); note that 0.15 is the 0.15th percentile, not the 15th"
         )
-    single = isinstance(units, (int, np.integer)) and not isinstance(units, bool)
+    single = _checks.is_int(units)
     if not single and (isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units):
         raise TypeError(f"{where}: units must be an int or a non-empty list of ints (got {units!r})")
     columns_wanted = [units] if single else list(units)  # type: ignore[list-item]
@@ -162,8 +161,7 @@ def unit_input_percentiles(
         lambda module, args, out: captured.append(args[0].detach())
     )
     try:
-        with preserved_state(model), torch.no_grad():
-            set_probe_mode(model, mode, where)
+        with preserved_state(model, _checks.check_mode(mode, where)), torch.no_grad():
             (X,) = on_model(model, X)
             model(X)
     finally:
@@ -172,7 +170,7 @@ def unit_input_percentiles(
     if z.ndim != 2:
         raise ValueError(f"{where}: the input of {layer!r} is {z.ndim}D; expected (N, units)")
     for j in columns_wanted:
-        if isinstance(j, bool) or not isinstance(j, (int, np.integer)) or not 0 <= j < z.shape[1]:
+        if not _checks.is_int(j) or not 0 <= j < z.shape[1]:
             raise ValueError(
                 f"{where}: each unit must be an int in 0..{z.shape[1] - 1}, the columns of "
                 f"{layer!r}'s input (got {j!r})"
@@ -188,7 +186,7 @@ def _q_key(q: float) -> str:
 
 def _unit_keys(units: int | Sequence[int] | None, q: Sequence[float], prefix: str) -> list[list[str]]:
     """Record keys, one row per unit: "p15" for a single unit, "u3:p15" for a list of units."""
-    if units is None or (isinstance(units, (int, np.integer)) and not isinstance(units, bool)):
+    if units is None or _checks.is_int(units):
         return [[prefix + _q_key(v) for v in q]]
     return [[f"{prefix}u{int(j)}:{_q_key(v)}" for v in q] for j in units]
 
@@ -217,8 +215,8 @@ def percentile_recorder(
     """
     # Fail now, not at step 0 inside train().
     check_probe_batch(X, "percentile_recorder")
-    check_probe_mode(mode, "percentile_recorder")
-    single = isinstance(units, (int, np.integer)) and not isinstance(units, bool)
+    _checks.check_mode(mode, "percentile_recorder")
+    single = _checks.is_int(units)
     if not single:
         if isinstance(units, (str, bytes)) or not isinstance(units, Sequence) or not units:
             raise TypeError(
@@ -257,7 +255,7 @@ def percentile_traces(
         >>> steps = history.eval_steps
     """
     q = tuple(float(v) for v in q)
-    single = units is None or (isinstance(units, (int, np.integer)) and not isinstance(units, bool))
+    single = units is None or _checks.is_int(units)
     keys = _unit_keys(None if single else units, q, prefix)
     missing = [k for row in keys for k in row if k not in history.records]
     if missing:
@@ -321,7 +319,7 @@ def percentile_drift(traces: np.ndarray, start: int = 0, end: int = -1) -> float
     t = _check_traces(traces, "percentile_drift")
     n = t.shape[0]
     for name, i in (("start", start), ("end", end)):
-        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -n <= i < n:
+        if not _checks.is_int(i) or not -n <= i < n:
             raise ValueError(f"percentile_drift: {name} must index one of the {n} evaluations (got {i!r})")
     return float(np.mean(drift(t[start], t[end])))
 

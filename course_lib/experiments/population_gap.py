@@ -32,7 +32,9 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
-from course_lib.calibration import batchnorm_layers, population_stats
+from course_lib import _checks
+from course_lib.calibration import population_stats
+from course_lib.nn import batchnorm_layers
 
 __all__ = ["population_gap", "gap_recorder"]
 
@@ -67,7 +69,7 @@ def _gap(model: nn.Module, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> f
     layers = dict(batchnorm_layers(model))
     squares: list[np.ndarray] = []
     for name, (mean, var) in stats.items():
-        running = layers[name].running_mean.detach().cpu().double().numpy()
+        running = _checks.to_numpy64(layers[name].running_mean)
         # A unit that never varies has no scale to measure the gap in: skip it.
         ok = var > 0
         squares.append(((running[ok] - mean[ok]) ** 2) / var[ok])

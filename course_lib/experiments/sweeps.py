@@ -31,15 +31,16 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.activations import sigmoid_regimes
 from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import bn_layers, hidden_pre_activations, make_mlp
+from course_lib.experiments.models import hidden_pre_activations, make_mlp
+from course_lib.nn import batchnorm_layers
 from course_lib.experiments.training import History, Recorder, train
 
 __all__ = [
@@ -173,7 +174,7 @@ def bn_parameter_change(step: int, model: nn.Module) -> dict[str, float]:
     model without batch norm). Use it as ``digits_run(..., record=bn_parameter_change)``.
     """
     gamma_change = beta_change = 0.0
-    for bn in bn_layers(model):
+    for _, bn in batchnorm_layers(model):
         if bn.weight is not None:
             gamma_change = max(gamma_change, float((bn.weight.detach() - 1.0).abs().max()))
         if bn.bias is not None:
@@ -425,7 +426,7 @@ def _positive_sorted(values: Iterable[float], where: str, name: str) -> list[flo
         raise TypeError(f"{where}: {name} must be a list of positive numbers (got {values!r})")
     out = []
     for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        if not _checks.is_real(v):
             raise TypeError(f"{where}: {name} must be numbers (got {type(v).__name__} {v!r})")
         if not (math.isfinite(v) and v > 0):
             raise ValueError(f"{where}: {name} must be positive and finite (got {v})")

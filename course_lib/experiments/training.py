@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.data import Split
-from course_lib.experiments.models import eval_mode
+from course_lib.nn import as_found
 
 __all__ = ["History", "OPTIMIZERS", "PROGRESS_MIN_STEPS", "Recorder", "evaluate", "train"]
 
@@ -182,7 +183,7 @@ def evaluate(model: nn.Module, X: Tensor, y: Tensor) -> float:
 
 
 def _loss_and_accuracy(model: nn.Module, X: Tensor, y: Tensor) -> tuple[float, float]:
-    with eval_mode(model), torch.no_grad():
+    with as_found(model, "eval"), torch.no_grad():
         logits = model(X)
         loss = float(F.cross_entropy(logits, y))
         finite = torch.isfinite(logits).all(dim=1)
@@ -263,13 +264,13 @@ def train(
             f"train: data must be a course_lib.experiments.data.Split (got {type(data).__name__}); "
             f"build one with load_digits_split() or Split(X_train, y_train, X_test, y_test)"
         )
-    steps = _check_int(steps, "steps", minimum=1)
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
-    seed = _check_int(seed, "seed", minimum=0)
+    steps = _checks.check_int(steps, "steps", 1, where="train")
+    batch_size = _checks.check_int(batch_size, "batch_size", 1, where="train")
+    seed = _checks.check_int(seed, "seed", 0, where="train")
     if eval_every is None:
         eval_every = max(1, steps // 100)
-    eval_every = _check_int(eval_every, "eval_every", minimum=1)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+    eval_every = _checks.check_int(eval_every, "eval_every", 1, where="train")
+    if not _checks.is_real(lr):
         raise TypeError(f"train: lr must be a positive number (got {type(lr).__name__})")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"train: lr must be positive and finite (got {lr})")
@@ -284,9 +285,7 @@ def train(
         )
     recorders = _check_recorders(record)
     if stop_at_test_acc is not None and (
-        isinstance(stop_at_test_acc, bool)
-        or not isinstance(stop_at_test_acc, (int, float))
-        or not 0.0 <= stop_at_test_acc <= 1.0
+        not _checks.is_real(stop_at_test_acc) or not 0.0 <= stop_at_test_acc <= 1.0
     ):
         raise ValueError(
             f"train: stop_at_test_acc is an accuracy in [0, 1] or None (got "
@@ -334,7 +333,7 @@ def train(
             return
         values: dict[str, float] = {}
         for recorder in recorders:
-            with eval_mode(model):
+            with as_found(model, "eval"):
                 values.update(_call_recorder(recorder, step, model, values))
         if step > 0 and set(values) != set(history.records):
             raise ValueError(
@@ -410,8 +409,9 @@ def _blew_up(model: nn.Module, X_batch: Tensor) -> bool:
     """
     if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
         return True
-    # Close enough to the largest float that a layer's sum over the batch overflows.
-    limit = torch.finfo(X_batch.dtype).max * 1e-4
+    # Close enough to overflow that a layer's statistics overflow: batch norm's variance
+    # squares its inputs, so the limit is near the square root of the largest float.
+    limit = math.sqrt(torch.finfo(X_batch.dtype).max) * 1e-3
 
     def check(module: nn.Module, args: tuple) -> None:
         for a in args:
@@ -485,11 +485,3 @@ def _check_recorders(record: object) -> list[Recorder]:
                 f"them (got {type(r).__name__})"
             )
     return recorders
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"train: {name} must be an int (got {type(value).__name__} {value!r})")
-    if value < minimum:
-        raise ValueError(f"train: {name} must be at least {minimum} (got {value})")
-    return value
