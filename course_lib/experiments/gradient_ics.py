@@ -43,9 +43,9 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.experiments.model_state import (
-    check_probe,
     batch_loss_and_grads,
     check_every,
+    check_probe,
     check_probe_batch,
     on_model,
     preserved_state,

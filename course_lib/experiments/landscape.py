@@ -23,12 +23,7 @@ statistics and noise at every point, and leaves the model exactly as it was
 (:func:`course_lib.experiments.model_state.preserved_state`); :func:`landscape_recorder` plugs
 it into :func:`course_lib.experiments.training.train`'s ``record`` hook.
 
-Example:
-    >>> from course_lib.experiments.data import load_digits_split
-    >>> from course_lib.experiments.models import make_mlp
-    >>> from course_lib.experiments.training import train
-    >>> data = load_digits_split(seed=0)
-    >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", seed=0)
+Example (``data``, ``model`` and ``train`` as in :mod:`course_lib.experiments.percentiles`):
     >>> history = train(model, data, steps=200, lr=1.0, eval_every=20,
     ...                 record=landscape_recorder(data.X_train[:500], data.y_train[:500],
     ...                                           etas=np.linspace(0.2, 2, 10)))
@@ -49,9 +44,9 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.experiments.model_state import (
-    check_probe,
     batch_loss_and_grads,
     check_every,
+    check_probe,
     check_probe_batch,
     on_model,
     preserved_state,
