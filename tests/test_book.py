@@ -3,6 +3,7 @@
 The build itself is the `built_site` fixture in tests/conftest.py, shared with tests/test_site.py.
 """
 
+import re
 from pathlib import Path
 
 import yaml
@@ -54,3 +55,20 @@ def test_citations_resolve(built_site):
     html = (built_site / "book" / "references.html").read_text()
     for author in ("Ioffe", "Santurkar", "Ng"):
         assert author in html
+
+
+def test_reference_list_labels_match_the_text_citations(built_site):
+    """One style: the text cites "[Ng, 2017]" and the reference list is labeled the same way,
+    not with alpha keys such as "[IS15]" (book/_ext/author_year_labels.py)."""
+    text = re.sub(r"<[^>]+>", "", (built_site / "book" / "references.html").read_text())
+    for label in ("Ng, 2017", "Ioffe and Szegedy, 2015", "Santurkar et al., 2018"):
+        assert f"[{label}]" in re.sub(r"\s+", " ", text), label
+    assert not re.search(r"\[[A-Z][a-z]?[A-Z]?\d\d\]", text), "alpha labels such as [IS15] remain"
+    intro = (built_site / "book" / "intro.html").read_text()
+    assert ">Ng, 2017</a>" in intro
+
+
+def test_reference_pages_are_in_the_toc():
+    files = toc_files()
+    assert files.index("book/notation") < files.index("book/lecture")
+    assert "book/verified" in files and "book/glossary" in files

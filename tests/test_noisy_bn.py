@@ -35,7 +35,7 @@ def test_is_a_course_lib_batchnorm1d_with_the_same_state_dict_keys():
 def test_training_output_is_scale_times_bn_plus_shift_per_unit():
     noisy, plain = _pair(6, seed=3)
     z = torch.randn(40, 6, generator=torch.Generator().manual_seed(0)) * 3 + 1
-    out = noisy(z)
+    out = noisy.forward(z)  # the method chapter 4 shows
     s, t = noisy.last_scale, noisy.last_shift
     torch.testing.assert_close(out, plain(z) * s + t, rtol=1e-6, atol=1e-6)
     # The draw is the documented one: scale ~ U(0.5, 1.5) from torch.rand, shift ~ N(0, 1)

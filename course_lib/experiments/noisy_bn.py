@@ -155,16 +155,15 @@ class NoisyBatchNorm1d(BatchNorm1d):
             shift.to(device=like.device, dtype=like.dtype),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = super().forward(x)
+    def forward(self, z: Tensor) -> Tensor:
+        """Batch norm's z_tilde; in training mode unit j's becomes s_j * z_tilde_j + t_j."""
+        z_tilde = super().forward(z)       # gamma * z_norm + beta, plain batch norm
         if not self.training:
-            return out
-        scale, shift = self.sample_noise(out)
-        self.last_scale, self.last_shift = scale, shift
-        # Broadcast over the batch and any length axis: one s_j, t_j per channel.
-        view = (1, -1) + (1,) * (out.dim() - 2)
-        # The noise is a constant of the step, not something to learn or differentiate.
-        return out * scale.view(view) + shift.view(view)
+            return z_tilde                 # evaluation: plain batch norm, no noise
+        s, t = self.sample_noise(z_tilde)  # per unit: s_j ~ U(a, b), t_j ~ N(mu_t, sd_t^2)
+        self.last_scale, self.last_shift = s, t
+        # One s_j and t_j for the whole mini-batch: a constant of the step, not learned.
+        return per_unit(s, z_tilde) * z_tilde + per_unit(t, z_tilde)
 
     def extra_repr(self) -> str:
         a, b = self.scale_range
@@ -172,6 +171,11 @@ class NoisyBatchNorm1d(BatchNorm1d):
             f"{super().extra_repr()}, scale=U({a:g}, {b:g}), "
             f"shift=N({self.shift_mean:g}, {self.shift_std:g}^2)"
         )
+
+
+def per_unit(v: Tensor, like: Tensor) -> Tensor:
+    """``v`` of shape ``(C,)`` viewed to broadcast over ``like``'s batch (and length) axes."""
+    return v.view((1, -1) + (1,) * (like.dim() - 2))
 
 
 def noisy_bn(
