@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -101,10 +102,16 @@ def test_every_import_in_the_package_is_declared():
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: setuptools reuses a build/ folder left in the checkout, which
+    # would smuggle in modules that no longer exist.
+    out, src = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(PACKAGE, src / "course_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(ROOT)],
+         "--wheel-dir", str(out), str(src)],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,7 +10,7 @@ import torch
 from probe_helpers import model_of, small_digits, trained
 
 from course_lib.experiments.models import hidden_pre_activations
-from course_lib.experiments.model_state import preserved_state
+from course_lib.nn import as_found
 from course_lib.experiments.percentiles import (
     PERCENTILES,
     activation_percentiles,
@@ -67,7 +67,7 @@ def test_train_mode_uses_the_probe_batch_statistics(data):
     X = data.X_train[:200]
     captured = []
     h = model.act3.register_forward_hook(lambda m, a, o: captured.append(a[0].detach()))
-    with preserved_state(model):
+    with as_found(model, state=True):
         model.train()
         model(X)
     h.remove()

@@ -42,13 +42,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
+from course_lib.nn import as_found
 from course_lib.experiments.model_state import (
     batch_loss_and_grads,
     check_every,
     check_probe,
     check_probe_batch,
     on_model,
-    preserved_state,
 )
 
 __all__ = ["GradientShift", "gradient_ics", "gradient_ics_recorder", "measure_gradient_ics"]
@@ -167,7 +167,7 @@ def measure_gradient_ics(
     X, y = on_model(model, X, y)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-    with preserved_state(model, _checks.check_mode(mode, where)) as snap:
+    with as_found(model, _checks.check_mode(mode, where), state=True) as snap:
 
         def grad(theta: Params) -> dict[str, Tensor]:
             with torch.no_grad():

@@ -20,7 +20,7 @@ said it would: the step size can be large without surprises.
 :func:`probe_gradient_direction` runs the walk on a model (in training mode by default, as a
 training step sees it: batch statistics and noisy BN's noise), with the same batch, running
 statistics and noise at every point, and leaves the model exactly as it was
-(:func:`course_lib.experiments.model_state.preserved_state`); :func:`landscape_recorder` plugs
+(:func:`course_lib.nn.as_found`); :func:`landscape_recorder` plugs
 it into :func:`course_lib.experiments.training.train`'s ``record`` hook.
 
 Example (``data``, ``model`` and ``train`` as in :mod:`course_lib.experiments.percentiles`):
@@ -43,13 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
+from course_lib.nn import as_found
 from course_lib.experiments.model_state import (
     batch_loss_and_grads,
     check_every,
     check_probe,
     check_probe_batch,
     on_model,
-    preserved_state,
 )
 
 __all__ = [
@@ -182,7 +182,7 @@ def probe_gradient_direction(
     again on the same batch. Every forward pass sees the same batch, the same running
     statistics and the same noise (random generators are reset before each), so the only
     thing that changes is :math:`\theta`. Afterwards the model is exactly as before
-    (:func:`~course_lib.experiments.model_state.preserved_state`): parameters, ``.grad``,
+    (:func:`course_lib.nn.as_found`): parameters, ``.grad``,
     buffers, modes, random states.
 
     Args:
@@ -210,7 +210,7 @@ def probe_gradient_direction(
         raise ValueError(f"{where}: the model has no trainable parameters")
     X, y = on_model(model, X, y)
 
-    with preserved_state(model, _checks.check_mode(mode, where)) as snap:
+    with as_found(model, _checks.check_mode(mode, where), state=True) as snap:
 
         def loss_and_grad(theta: Tensor) -> tuple[float, Tensor]:
             load_vector(theta, params)

@@ -1,25 +1,22 @@
-r"""Leave a model exactly as you found it: what every probe in :mod:`course_lib.experiments`
-relies on to observe a training run without changing it.
+r"""What every probe in :mod:`course_lib.experiments` shares to observe a training run
+without changing it.
 
 A probe runs the model on a fixed batch, often in *training mode* (batch statistics, noisy
-BN's noise, dropout), which updates running statistics and advances random generators.
-:func:`preserved_state` snapshots everything such a pass can touch and restores it bit for
-bit; the helpers below check a probe's input and move a batch onto the model.
-
-The guard itself is the core's :func:`course_lib.nn.as_found`; :func:`preserved_state` is
-its name here, with everything restored.
+BN's noise, dropout), which updates running statistics and advances random generators. It
+does so inside the core's one guard, ``course_lib.nn.as_found(model, mode, state=True)``,
+which restores everything such a pass can touch bit for bit; the helpers here check a
+probe's input, move a batch onto the model and take the loss and gradients on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import Snapshot, as_found
+from course_lib.nn import Snapshot
 
 __all__ = [
     "batch_loss_and_grads",
@@ -27,29 +24,7 @@ __all__ = [
     "check_every",
     "check_probe_batch",
     "on_model",
-    "preserved_state",
 ]
-
-def preserved_state(
-    model: nn.Module, mode: str | None = None
-) -> AbstractContextManager[Snapshot]:
-    """Run the ``with`` block on ``model`` (in ``mode``, if given) and put everything back.
-
-    Parameter values and their ``.grad``, buffers (running statistics,
-    ``num_batches_tracked``), each module's train/eval mode, every ``torch.Generator`` a module
-    holds and the global CPU random state. The snapshot's ``restore_randomness()`` and
-    ``restore_buffers()`` let repeated forward passes inside the block see the same noise and
-    running statistics. ``mode``: ``"train"`` (batch statistics and noise, as in a training
-    step), ``"eval"`` (running statistics, no noise) or ``None`` (leave each module's mode).
-    A thin name for the core's one guard, :func:`course_lib.nn.as_found` with ``state=True``.
-
-    Example:
-        >>> with preserved_state(model):
-        ...     model.train()(X)          # updates running statistics and draws noise...
-        >>> # ...which are now undone
-    """
-    return as_found(model, mode, state=True)
-
 
 def check_probe_batch(X: object, where: str, y: object = None) -> None:
     """Refuse anything but a 2D float batch ``X`` of >= 2 examples (and int64 labels ``y``)."""
@@ -92,8 +67,8 @@ def batch_loss_and_grads(
 ) -> tuple[float, list[Tensor]]:
     """The loss on ``(X, y)`` and its gradient for each of ``params`` (zeros where unused).
 
-    Inside :func:`preserved_state`: the noise, running statistics and global random state are
-    put back first, so every call sees the same batch statistics, noise and dropout masks,
+    Inside ``as_found(model, mode, state=True)``: the noise, running statistics and global
+    random state are put back first, so every call sees the same batch statistics, noise and dropout masks,
     and only the parameter values can change the answer.
     """
     snap.restore_randomness()

@@ -14,7 +14,7 @@ training step sees: batch norm normalizes with the probe batch's own statistics,
 layer (:class:`course_lib.experiments.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train``
 calls recorders in eval mode; in eval mode a noisy BN layer has no noise at all, which would
 hide exactly what chapter 4 wants to show.) Everything a training-mode pass changes is put
-back (:func:`course_lib.experiments.model_state.preserved_state`), so a probe does not change
+back (:func:`course_lib.nn.as_found`), so a probe does not change
 the run it observes. ``mode="eval"`` uses the running statistics and no noise.
 
 Example:
@@ -38,11 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
+from course_lib.nn import as_found
 from course_lib.experiments.model_state import (
     check_probe,
     check_probe_batch,
     on_model,
-    preserved_state,
 )
 
 __all__ = [
@@ -120,7 +120,7 @@ def unit_input_percentiles(
     Runs ``model`` on ``X`` (in ``mode``, without gradients) with a forward hook on the
     submodule named ``layer`` and takes the percentiles of the columns ``units`` of what it
     receives, with linear interpolation (``np.percentile``'s default). The model is left
-    exactly as it was (:func:`preserved_state`).
+    exactly as it was (:func:`course_lib.nn.as_found`).
 
     Args:
         model: e.g. a :func:`course_lib.experiments.models.make_mlp` model.
@@ -161,7 +161,7 @@ def unit_input_percentiles(
         lambda module, args, out: captured.append(args[0].detach())
     )
     try:
-        with preserved_state(model, _checks.check_mode(mode, where)), torch.no_grad():
+        with as_found(model, _checks.check_mode(mode, where), state=True), torch.no_grad():
             (X,) = on_model(model, X)
             model(X)
     finally:
