@@ -64,7 +64,7 @@ chromium:
 	if [ -x /usr/bin/chromium ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "Installing Debian's chromium for the browser tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
 	else \
 		echo "The browser tests need Chromium: sudo apt-get install chromium" \
 		     "(or set CHROMIUM_PATH to a Chromium binary)." >&2; \

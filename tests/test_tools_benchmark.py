@@ -1,13 +1,13 @@
 """Tests for tools/benchmark.py: its pure parts, not the speed it measures.
 
-Budgets, verdicts, the Markdown table, the merge of partial runs, the cache accounting and the
-slider finder (on widgets built right here, no kernel). Nothing is timed against a limit:
+Budgets, verdicts, the Markdown table, the merge of partial runs, the cache accounting and
+reading a process's peak memory. Nothing is timed against a limit:
 speed belongs in ``make bench``.
 """
 
 import math
 
-import ipywidgets as widgets
+import os
 import numpy as np
 import pytest
 
@@ -25,7 +25,7 @@ from course_lib.batchnorm import batchnorm_forward
         ("course_total", 239.0, 240.0, 300.0),
         ("tests", 599.0, 600.0, 700.0),
         ("book", 89.9, 90.0, 95.0),
-        ("slider", 99.9, 100.0, 250.0),
+        ("notebook_memory", 2047.0, 2048.0, 3000.0),
         ("train_step_vs_torch", 1.99, 2.0, 2.4),
     ],
 )
@@ -59,7 +59,7 @@ def test_every_budget_has_a_known_comparison_and_unit():
     for op, limit, unit in bench.BUDGETS.values():
         assert op in ("<", "<=", ">", ">=")
         assert limit > 0
-        assert unit in ("s", "ms", "x")
+        assert unit in ("s", "ms", "x", "MB")
 
 
 def test_result_fills_in_the_verdict():
@@ -90,14 +90,14 @@ def test_budget_text_and_values():
 def test_format_table_rows_verdicts_and_escaping():
     rows = [
         bench.result("notebooks", "01.ipynb", 12.34, "s", "notebook", "median of 3"),
-        bench.result("sliders", "02.ipynb: eps", 250.0, "ms", "slider", note="a | b"),
+        bench.result("memory", "02.ipynb", 2500.0, "MB", "notebook_memory", note="a | b"),
         bench.result("batchnorm", "traffic", 0.5, "x"),
     ]
     lines = bench.format_table(rows).splitlines()
     assert lines[0] == "| Section | Measurement | Value | Budget | Verdict | Note |"
     assert lines[1] == "|---|---|---:|---|---|---|"
     assert lines[2] == "| notebooks | 01.ipynb | 12.3 s | < 60 s | ok | median of 3 |"
-    assert lines[3] == "| sliders | 02.ipynb: eps | 250 ms | < 100 ms | **MISS** | a \\| b |"
+    assert lines[3] == "| memory | 02.ipynb | 2500 MB | < 2048 MB | **MISS** | a \\| b |"
     assert lines[4] == "| batchnorm | traffic | 0.50x |  |  |  |"
     assert len(lines) == 5
 
@@ -151,85 +151,13 @@ def test_cpu_model_and_cores():
     assert bench.cores() >= 1
 
 
-# ---- sliders --------------------------------------------------------------------------------
+# ---- memory ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh_widgets():
-    """Widgets made in a test, closed afterwards so they leave the live registry."""
-    made = []
-    yield made
-    for w in made:
-        w.close()
-
-
-def test_find_sliders_keeps_observed_sliders_only(fresh_widgets):
-    seen = []
-    observed = widgets.FloatSlider(description="eps", min=0.0, max=1.0, step=0.1)
-    observed.observe(lambda change: seen.append(change["new"]), names="value")
-    unobserved = widgets.IntSlider(description="idle")
-    selection = widgets.SelectionSlider(options=["a", "b"], description="own-handlers-only")
-    text = widgets.FloatText(description="not a slider")
-    text.observe(lambda change: None, names="value")
-    ui = widgets.interactive(lambda n: n * 2, n=(1, 9))
-    fresh_widgets += [observed, unobserved, selection, text, ui, *ui.children]
-
-    found = bench.find_sliders()
-    assert observed in found
-    assert ui.children[0] in found  # interact's slider
-    assert unobserved not in found and selection not in found and text not in found
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda: widgets.IntSlider(value=0, min=0, max=9),
-        lambda: widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.1),
-        lambda: widgets.FloatLogSlider(value=1e-3, min=-5, max=-1),
-        lambda: widgets.IntRangeSlider(value=(2, 5), min=0, max=10),
-        lambda: widgets.SelectionSlider(options=["a", "b", "c", "d"], value="a"),
-        lambda: widgets.SelectionSlider(options=[("one", 1), ("two", 2)], value=1),
-    ],
-)
-def test_slider_targets_are_other_valid_values(make, fresh_widgets):
-    w = make()
-    fresh_widgets.append(w)
-    original = w.value
-    targets = bench.slider_targets(w)
-    assert 1 <= len(targets) <= 2 and original not in targets
-    for v in targets:
-        w.value = v
-        assert w.value == pytest.approx(v)  # accepted unchanged: inside the range, on the grid
-
-
-def test_slider_targets_spread_over_the_range(fresh_widgets):
-    w = widgets.IntSlider(value=0, min=0, max=9)
-    fresh_widgets.append(w)
-    assert bench.slider_targets(w) == [3, 6]
-
-
-def test_probe_sliders_runs_each_callback_and_restores_the_value(fresh_widgets):
-    seen = []
-    w = widgets.IntSlider(value=0, min=0, max=9, description="probe-me")
-    w.observe(lambda change: seen.append(change["new"]), names="value")
-    fresh_widgets.append(w)
-
-    records = [r for r in bench.probe_sliders(cycles=2) if r["description"] == "probe-me"]
-    assert len(records) == 1
-    (rec,) = records
-    assert seen == [3, 6, 0, 3, 6, 0]
-    assert w.value == 0
-    assert rec["n"] == 6 and rec["kind"] == "IntSlider" and rec["error"] is None
-    assert 0 <= rec["median_ms"] <= rec["max_ms"]
-
-
-def test_probe_sliders_reports_a_failing_callback(fresh_widgets):
-    w = widgets.IntSlider(value=0, min=0, max=9, description="broken")
-
-    def boom(change):
-        raise RuntimeError("no")
-
-    w.observe(boom, names="value")
-    fresh_widgets.append(w)
-    (rec,) = [r for r in bench.probe_sliders(cycles=1) if r["description"] == "broken"]
-    assert rec["error"] == "RuntimeError: no"
+def test_peak_memory_of_this_process_is_read_from_proc():
+    peak = bench._peak_rss_mb(os.getpid())
+    if not os.path.exists("/proc/self/status"):
+        assert peak is None
+        return
+    assert peak is not None and 10 < peak < 100_000
+    assert bench._peak_rss_mb(None) is None and bench._peak_rss_mb(2**22 + 12345) is None

@@ -7,9 +7,10 @@ naming the misses. Sections (``--only`` picks some):
 
 ``notebooks``  each chapter's execution time from a fresh kernel, and the total
                (budget: < 60 s each, < 240 s in all).
-``sliders``    for every slider in the course, the time from a value change to the end of its
-               callback, i.e. its updated output (budget: < 100 ms each). Measured in the same
-               kernel that just ran the chapter, by an extra cell (:func:`probe_sliders`).
+``memory``     each chapter's peak resident memory, the kernel's high-water mark after a run
+               from a fresh kernel (budget: < 2 GB each, what a free Binder session gives).
+               The sliders need no row: they run no kernel code, a move only swaps a picture
+               stored in the page (``course_lib.page.slider``), and the browser tests check it.
 ``tests``      the whole test command's wall time (budget: < 600 s). Run once: it takes
                minutes, and it is the number CI sees.
 ``book``       the book build with stored outputs (budget: < 90 s).
@@ -23,7 +24,7 @@ naming the misses. Sections (``--only`` picks some):
 ``training``   a full SGD step of the chapter 3 network with ``course_lib.nn.BatchNorm1d``
                against ``torch.nn.BatchNorm1d`` (budget: < 2x).
 
-Statistics. Whole-program timings (notebooks, book, sliders) are medians over repeated runs:
+Statistics. Whole-program timings (notebooks, book) are medians over repeated runs:
 they are what a learner waits for, noise included. Micro-benchmarks (batchnorm, backward,
 training) report the *minimum* over repeated blocks as the budgeted number, because on a
 shared machine the noise only ever adds time and the minimum is the best estimate of the code's
@@ -55,7 +56,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-SECTIONS = ("notebooks", "sliders", "tests", "book", "batchnorm", "backward", "training")
+SECTIONS = ("notebooks", "memory", "tests", "book", "batchnorm", "backward", "training")
 
 #: Budgets by name: (comparison, limit, unit). A value passes when ``value <op> limit``.
 BUDGETS: dict[str, tuple[str, float, str]] = {
@@ -65,13 +66,12 @@ BUDGETS: dict[str, tuple[str, float, str]] = {
     "book": ("<", 90.0, "s"),
     "cache_vs_input": ("<=", 2.0, "x"),
     "train_step_vs_torch": ("<", 2.0, "x"),
-    "slider": ("<", 100.0, "ms"),
+    "notebook_memory": ("<", 2048.0, "MB"),
 }
 
 #: Shapes of the batchnorm micro-benchmark: (N, D) for BatchNorm1d, (N, C, H, W) for 2d.
 BN_SHAPES: tuple[tuple[int, ...], ...] = ((64, 64), (256, 1024), (4096, 1024), (32, 64, 32, 32))
 
-_PROBE_MARK = "COURSE_BENCH_SLIDERS="
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda v, b: v < b,
     "<=": lambda v, b: v <= b,
@@ -326,137 +326,27 @@ def notebooks(root: Path | None = None) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
-# Sliders (item 6): runs inside the notebook's kernel
+# Notebooks (time and memory), test command and book
 # --------------------------------------------------------------------------------------------
 
 
-def _slider_classes() -> tuple[type, ...]:
-    import ipywidgets as w
-
-    names = ("FloatSlider", "FloatLogSlider", "IntSlider", "FloatRangeSlider",
-             "IntRangeSlider", "SelectionSlider", "SelectionRangeSlider")
-    return tuple(getattr(w, n) for n in names if hasattr(w, n))
-
-
-def _live_widgets() -> list[Any]:
-    from ipywidgets.widgets import widget as _widget
-
-    registry = getattr(_widget, "_instances", None)
-    if registry is None:  # ipywidgets 7
-        registry = _widget.Widget.widgets
-    return list(registry.values())
+def _peak_rss_mb(pid: int | None) -> float | None:
+    """A process's peak resident memory in MB (Linux's ``VmHWM``), or None elsewhere."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
-def value_observers(w: Any) -> list[Callable]:
-    """Callbacks observing ``w.value`` that are not the widget's own bookkeeping.
-
-    The widget's own handlers are its class's ``@observe`` methods (traitlets'
-    ``EventHandler`` objects) or methods bound to the widget itself.
-    """
-    from traitlets.traitlets import EventHandler
-
-    handlers = getattr(w, "_trait_notifiers", {}).get("value", {})
-    found = [h for kind in handlers.values() for h in kind]
-    return [h for h in found
-            if not isinstance(h, EventHandler) and getattr(h, "__self__", None) is not w]
-
-
-def find_sliders() -> list[Any]:
-    """Live slider widgets (float, log, int, range, selection) that something observes."""
-    classes = _slider_classes()
-    return [w for w in _live_widgets() if isinstance(w, classes) and value_observers(w)]
-
-
-def slider_targets(w: Any, k: int = 2) -> list[Any]:
-    """``k`` valid values for slider ``w`` other than its current one, spread over its range.
-
-    Example:
-        >>> import ipywidgets
-        >>> slider_targets(ipywidgets.IntSlider(value=0, min=0, max=9))
-        [3, 6]
-    """
-    import ipywidgets as widgets
-
-    current = w.value
-    if isinstance(w, (widgets.SelectionSlider, widgets.SelectionRangeSlider)):
-        n = len(w.options)
-        labels = [o[1] if isinstance(o, tuple) else o for o in w.options]  # values
-        if isinstance(w, widgets.SelectionRangeSlider):
-            picks = [(labels[0], labels[i]) for i in range(1, n)]
-        else:
-            picks = [labels[(w.index + j * max(1, n // (k + 1))) % n] for j in range(1, n)]
-        return [v for v in dict.fromkeys(picks) if v != current][:k]
-    ranged = isinstance(w, (widgets.FloatRangeSlider, widgets.IntRangeSlider))
-    is_int = isinstance(w, (widgets.IntSlider, widgets.IntRangeSlider))
-    is_log = isinstance(w, widgets.FloatLogSlider)  # min, max, step are exponents
-    lo, hi, step = w.min, w.max, w.step or 1
-    grid = max(1, int(round((hi - lo) / step)))
-    spread = [round(grid * j / (k + 1)) for j in range(1, k + 1)]
-    out: list[Any] = []
-    for i in [*spread, *range(grid, -1, -1)]:  # spread first, then any other grid point
-        pos = lo + min(max(i, 0), grid) * step
-        pos = w.base ** pos if is_log else (int(pos) if is_int else pos)
-        cand = ((int(lo) if is_int else lo), pos) if ranged else pos
-        if cand != current and cand not in out and not (ranged and pos == lo):
-            out.append(cand)
-        if len(out) == k:
-            break
-    return out
-
-
-def probe_sliders(cycles: int = 2) -> list[dict[str, Any]]:
-    """Time every observed slider: set it to two other values and back, ``cycles`` times.
-
-    A value change runs the observers synchronously in the kernel (``interact`` recomputes
-    and redraws its output before the setter returns), so the time around ``w.value = v`` is
-    the time from the change to the updated output. Returns one record per slider with the
-    median and the largest time in ms; the slider is left at its original value.
-    """
-    records = []
-    for w in find_sliders():
-        original = w.value
-        targets = slider_targets(w)
-        times = []
-        error = None
-        for _ in range(cycles):
-            for v in [*targets, original]:
-                start = time.perf_counter()
-                try:
-                    w.value = v
-                except Exception as exc:  # a broken callback is a finding, not a crash
-                    error = f"{type(exc).__name__}: {exc}"
-                times.append((time.perf_counter() - start) * 1e3)
-        records.append({
-            "description": getattr(w, "description", "") or type(w).__name__,
-            "kind": type(w).__name__,
-            "values": [repr(v) for v in targets],
-            "n": len(times),
-            "median_ms": statistics.median(times) if times else None,
-            "max_ms": max(times) if times else None,
-            "error": error,
-        })
-    return records
-
-
-def _probe_source(cycles: int) -> str:
-    return (
-        "import json as _json\n"
-        "from tools.benchmark import probe_sliders as _probe\n"
-        f"print({_PROBE_MARK!r} + _json.dumps(_probe({cycles})))"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Notebooks (items 1 and 6), test command and book (item 2)
-# --------------------------------------------------------------------------------------------
-
-
-def run_notebook(path: Path, probe_cycles: int | None = None,
-                 timeout: int = 600) -> dict[str, Any]:
-    """Execute ``path`` in a fresh kernel (not written back); optionally probe its sliders.
+def run_notebook(path: Path, timeout: int = 600) -> dict[str, Any]:
+    """Execute ``path`` in a fresh kernel (not written back); time it and take its peak memory.
 
     ``seconds`` runs from asking for the kernel to the last cell's reply: what "Restart and
-    run all" costs a learner. ``kernel_s`` is the kernel start-up part of it.
+    run all" costs a learner. ``kernel_s`` is the kernel start-up part of it; ``peak_mb`` the
+    kernel's peak resident memory, read before it shuts down.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -464,7 +354,7 @@ def run_notebook(path: Path, probe_cycles: int | None = None,
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    out: dict[str, Any] = {"notebook": path.name, "error": None, "sliders": None}
+    out: dict[str, Any] = {"notebook": path.name, "error": None, "peak_mb": None}
     start = time.perf_counter()
     client.reset_execution_trackers()
     with client.setup_kernel():
@@ -476,26 +366,16 @@ def run_notebook(path: Path, probe_cycles: int | None = None,
         except Exception as exc:
             out["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
         out["seconds"] = time.perf_counter() - start
-        if probe_cycles is not None and out["error"] is None:
-            cell = nbformat.v4.new_code_cell(_probe_source(probe_cycles))
-            nb.cells.append(cell)
-            try:
-                client.execute_cell(cell, len(nb.cells) - 1)
-                text = "".join(o.get("text", "") for o in cell.outputs
-                               if o.get("name") == "stdout")
-                line = next(l for l in text.splitlines() if l.startswith(_PROBE_MARK))
-                out["sliders"] = json.loads(line[len(_PROBE_MARK):])
-            except Exception as exc:  # report it as a failed measurement, keep the rest
-                out["probe_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        out["peak_mb"] = _peak_rss_mb(getattr(client.km.provisioner, "pid", None))
     return out
 
 
 def bench_notebooks(paths: Sequence[Path], repeats: int, want_times: bool,
-                    want_sliders: bool, slider_cycles: int) -> list[Result]:
+                    want_memory: bool) -> list[Result]:
     runs: dict[str, list[dict[str, Any]]] = {p.name: [] for p in paths}
-    for r in range(repeats if want_times else 1):
+    for _ in range(repeats if want_times else 1):
         for p in paths:
-            run = run_notebook(p, slider_cycles if (want_sliders and r == 0) else None)
+            run = run_notebook(p)
             runs[p.name].append(run)
             print(f"  {p.name}: {run['seconds']:.1f} s"
                   + (f" ERROR {run['error']}" if run["error"] else ""), flush=True)
@@ -516,21 +396,15 @@ def bench_notebooks(paths: Sequence[Path], repeats: int, want_times: bool,
         failed = any(r.value is None for r in results)
         results.append(result("notebooks", "whole course (sum)", None if failed else total, "s",
                               "course_total", "sum of medians"))
-    if want_sliders:
+    if want_memory:
         for name, rs in runs.items():
-            if rs[0]["error"] or rs[0].get("probe_error"):
-                why = (f"notebook failed: {rs[0]['error']}" if rs[0]["error"]
-                       else f"probe failed: {rs[0]['probe_error']}")
-                results.append(result("sliders", f"{name}: (not run)", None, "ms", "slider",
-                                      note=why))
-                continue
-            for s in rs[0]["sliders"] or []:
-                results.append(result(
-                    "sliders", f"{name}: {s['description']} ({s['kind']})",
-                    None if s["error"] else s["median_ms"], "ms", "slider",
-                    f"median of {s['n']}",
-                    (f"ERROR {s['error']}; " if s["error"] else "") + f"max {s['max_ms']:.0f} ms",
-                    max_ms=s["max_ms"]))
+            peaks = [x["peak_mb"] for x in rs if x["peak_mb"] is not None]
+            err = next((x["error"] for x in rs if x["error"]), None)
+            note = ("kernel's peak resident memory (VmHWM)" if peaks
+                    else "no /proc on this system")
+            results.append(result(
+                "memory", name, None if err or not peaks else max(peaks), "MB",
+                "notebook_memory", f"max of {len(peaks)}", f"FAILED: {err}" if err else note))
     return results
 
 
@@ -772,10 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     if "backward" in ran:
         print("compact vs graph backward ...", flush=True)
         new += bench_backward(shapes, micro_repeats)
-    if "notebooks" in ran or "sliders" in ran:
+    if "notebooks" in ran or "memory" in ran:
         print("notebooks ...", flush=True)
         new += bench_notebooks(notebooks(root), 1 if quick else 3, "notebooks" in ran,
-                               "sliders" in ran, 1 if quick else 2)
+                               "memory" in ran)
     if "book" in ran:
         print("book build ...", flush=True)
         new += bench_book(root, 1 if quick else 3)
