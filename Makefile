@@ -41,12 +41,17 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
-# Everything with this machine's own kernels, then the notebooks again in the reference
-# environment: two kernel settings, so a stored number that only one machine prints fails here
-# instead of on an instructor's machine.
+# The whole suite in three runs (about 8 minutes on 2 cores): the library tests and the
+# notebooks with this machine's own kernels, on both cores; the browser tests (the book
+# build, the static site in Chromium, a chapter in a live JupyterLab), which share one built
+# book; the notebooks again in the reference environment. Two kernel settings, so a stored
+# number that only one machine prints fails here instead of on an instructor's machine.
+BROWSER_TESTS := tests/test_book.py tests/test_site.py tests/test_live_kernel.py
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest
-	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider notebooks
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile \
+		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
+	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
+	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile notebooks
 
 # Maintainers: notebooks and library tests (not the browser tests) under every setting.
 test-matrix: $(STAMP)
