@@ -51,7 +51,8 @@ __all__ = [
     "as_found",
     "Snapshot",
     # chapter 8
-    "layer_norm", "group_norm", "instance_norm", "batch_renorm", "ghost_batch_norm",
+    "layer_norm", "group_norm", "instance_norm", "batch_renorm", "renorm_normalize",
+    "ghost_batch_norm",
     "renorm_clips", "LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchRenorm1d",
     "BatchRenorm2d",
 ]
@@ -666,6 +667,21 @@ def instance_norm(
     return z_tilde if bias is None else z_tilde + per_channel(bias, x.ndim)
 
 
+def renorm_normalize(
+    z: Tensor, mu: Tensor, sigma: Tensor, eps: float, r_max: float, d_max: float
+) -> Tensor:
+    r"""Batch renorm's normalization: the batch's, corrected by :math:`r` and :math:`d`
+    towards the running :math:`\mu` and :math:`\sigma` (per channel, dim 1)."""
+    axes, nd = reduce_axes(z), z.ndim
+    mu_B = z.mean(dim=axes)
+    sigma_B = torch.sqrt(((z - per_channel(mu_B, nd)) ** 2).mean(dim=axes) + eps)
+    with torch.no_grad():  # r and d are constants in the backward pass
+        r = (sigma_B / sigma).clamp(1.0 / r_max, r_max)
+        d = ((mu_B - mu) / sigma).clamp(-d_max, d_max)
+    z_norm = (z - per_channel(mu_B, nd)) / per_channel(sigma_B, nd)
+    return z_norm * per_channel(r, nd) + per_channel(d, nd)
+
+
 def batch_renorm(
     x: Tensor,
     running_mean: Tensor,
@@ -698,15 +714,8 @@ def batch_renorm(
     if not training:
         return batch_norm(x, running_mean, running_var, weight, bias, False, momentum,
                           eps)
-    axes, nd = reduce_axes(x), x.ndim
-    mu_B = x.mean(dim=axes)
-    sigma_B = torch.sqrt(((x - per_channel(mu_B, nd)) ** 2).mean(dim=axes) + eps)
-    with torch.no_grad():  # r and d are treated as constants in the backward pass
-        sigma = torch.sqrt(running_var + eps)
-        r = (sigma_B / sigma).clamp(1.0 / r_max, r_max)
-        d = ((mu_B - running_mean) / sigma).clamp(-d_max, d_max)
-    z_norm = (x - per_channel(mu_B, nd)) / per_channel(sigma_B, nd)
-    z_hat = z_norm * per_channel(r, nd) + per_channel(d, nd)
+    nd, sigma = x.ndim, torch.sqrt(running_var + eps)
+    z_hat = renorm_normalize(x, running_mean, sigma, eps, r_max, d_max)
     # The running statistics move as batch norm's do (this call only updates them).
     with torch.no_grad():
         batch_norm(x.detach(), running_mean, running_var, training=True,

@@ -20,7 +20,7 @@ from torch import nn
 from course_lib import nn as cnn
 from course_lib.distributed import (
     SyncBatchNorm, convert_sync_batchnorm, count_traffic, free_port, local_sums,
-    sync_batch_stats,
+    sync_batch_stats, sync_bn_backward,
 )
 
 TOL = dict(rtol=1e-9, atol=1e-9)  # float64 throughout: sums vs two-pass statistics
@@ -110,6 +110,29 @@ def _check_all(rank: int, world: int) -> list[str]:
             failures.append(f"{label}: {err}")
         except Exception:  # noqa: BLE001 - report, do not hang the other processes
             failures.append(f"{label}:\n{traceback.format_exc()}")
+    # The teaching function of the backward pass, called directly on this process's slice of
+    # a batch split unequally: its dz is autograd's through batch norm on the whole batch.
+    gen = torch.Generator().manual_seed(99)
+    sizes = [2 + 3 * r for r in range(world)]
+    start, C = sum(sizes[:rank]), 3
+    X = 1.0 + 2.0 * torch.randn(sum(sizes), C, 2, generator=gen, dtype=torch.float64)
+    G = torch.randn(X.shape, generator=gen, dtype=torch.float64)
+    gamma = torch.rand(C, generator=gen, dtype=torch.float64) + 0.5
+    x_all = X.clone().requires_grad_(True)
+    mu, var = X.mean(dim=(0, 2)), X.var(dim=(0, 2), unbiased=False)
+    z_norm_all = (x_all - x_all.mean(dim=(0, 2))[:, None]) / torch.sqrt(
+        x_all.var(dim=(0, 2), unbiased=False) + 1e-5)[:, None]
+    ((z_norm_all * gamma[:, None]) * G).sum().backward()
+    inv_std = torch.rsqrt(var + 1e-5)
+    z_norm = ((X - mu[:, None]) * inv_std[:, None])[start:start + sizes[rank]]
+    dz_tilde = G[start:start + sizes[rank]]
+    dz, dgamma_local, dbeta_local = sync_bn_backward(
+        dz_tilde, z_norm, gamma, inv_std, float(X.numel() // C))
+    if not torch.allclose(dz, x_all.grad[start:start + sizes[rank]], **TOL):
+        failures.append("sync_bn_backward: dz differs from autograd on the whole batch")
+    if not torch.allclose(dbeta_local, dz_tilde.sum(dim=(0, 2)), **TOL) or not torch.allclose(
+            dgamma_local, (dz_tilde * z_norm).sum(dim=(0, 2)), **TOL):
+        failures.append("sync_bn_backward: the local shares of dgamma, dbeta are wrong")
     # The traffic each training step sends: 2C + 1 values forward, 2C backward.
     C = 6
     layer = SyncBatchNorm(C, dtype=torch.float64)

@@ -151,6 +151,23 @@ def test_batch_renorm_without_clipping_normalizes_with_the_running_statistics():
     assert torch.allclose(layer(x), (x - mu) / torch.sqrt(var + layer.eps))
 
 
+def test_renorm_normalize_is_the_papers_correction():
+    # The teaching function called directly: without clipping it normalizes with mu and
+    # sigma; with clips of 1 and 0 it is the batch's normalization; r, d carry no gradient.
+    torch.manual_seed(5)
+    z = (torch.randn(10, 3, 4, dtype=D64) * 3 + 2).requires_grad_(True)
+    mu, sigma = torch.tensor([1.0, 2.0, 3.0], dtype=D64), torch.tensor([0.5, 2.0, 4.0],
+                                                                       dtype=D64)
+    free = cnn.renorm_normalize(z, mu, sigma, 0.0, 1e9, 1e9)
+    assert torch.allclose(free, (z - mu[:, None]) / sigma[:, None])
+    plain = cnn.renorm_normalize(z, mu, sigma, 1e-5, 1.0, 0.0)
+    ref = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5)
+    assert torch.allclose(plain, ref)
+    g = torch.randn_like(z)
+    gx, = torch.autograd.grad(free, z, g)
+    assert not torch.allclose(gx, g / sigma[:, None]), "the gradient flows through mu_B"
+
+
 def test_renorm_schedule():
     layer = cnn.BatchRenorm1d(2, r_max=3.0, d_max=5.0, warmup_steps=2, ramp_steps=4)
     seen = []

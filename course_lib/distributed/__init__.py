@@ -22,7 +22,8 @@ one process, it is :class:`course_lib.nn.BatchNorm1d` (for any ``(N, C, *)`` inp
 
 Public names: :class:`SyncBatchNorm`, :func:`convert_sync_batchnorm`,
 :class:`SyncBatchNormFunction` (its forward and backward passes), :func:`sync_batch_stats`
-(the formula above), :func:`local_sums`, :func:`count_traffic`, :func:`free_port`.
+(the formula above), :func:`local_sums`, :func:`sync_bn_backward` (the backward pass's sums),
+:func:`count_traffic`, :func:`free_port`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "free_port",
     "local_sums",
     "sync_batch_stats",
+    "sync_bn_backward",
 ]
 
 def free_port() -> int:
@@ -115,6 +117,28 @@ def sync_batch_stats(z: Tensor, group: Any = None) -> tuple[Tensor, Tensor, Tens
     return mu, var, m
 
 
+def sync_bn_backward(
+    dz_tilde: Tensor, z_norm: Tensor, gamma: Tensor, inv_std: Tensor, m: float,
+    group: Any = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Chapter 2's compact backward pass with the sums over *all* processes' slices.
+
+    One ``all_reduce`` of :math:`\sum \partial J/\partial \tilde z` and
+    :math:`\sum (\partial J/\partial \tilde z)\, z_{\text{norm}}`; ``m`` counts
+    the whole batch. Returns ``dz`` and this process's shares of ``dgamma`` and
+    ``dbeta`` (DDP adds up the shares of all processes).
+    """
+    axes, nd, C = reduce_axes(dz_tilde), dz_tilde.dim(), dz_tilde.shape[1]
+    dbeta_local = dz_tilde.sum(dim=axes)
+    dgamma_local = (dz_tilde * z_norm).sum(dim=axes)
+    sums = _all_reduce(torch.cat([dbeta_local, dgamma_local]), group)
+    dbeta, dgamma = sums[:C], sums[C:]  # the sums over the whole batch
+    scale = per_channel(gamma * inv_std / m, nd)
+    dz = scale * (m * dz_tilde - per_channel(dbeta, nd)
+                  - z_norm * per_channel(dgamma, nd))
+    return dz, dgamma_local, dbeta_local
+
+
 class SyncBatchNormFunction(torch.autograd.Function):
     """Forward: normalize with the whole batch's statistics. Backward: two sums."""
 
@@ -136,17 +160,9 @@ class SyncBatchNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, _dmu, _dvar, _dm):  # type: ignore[override]
         z_norm, weight, inv_std = ctx.saved_tensors
-        axes, nd, C = reduce_axes(dout), dout.dim(), dout.shape[1]
-        # This process's share of dbeta and dgamma (DDP adds up all processes' shares).
-        dbeta_local = dout.sum(dim=axes)
-        dgamma_local = (dout * z_norm).sum(dim=axes)
-        sums = _all_reduce(torch.cat([dbeta_local, dgamma_local]), ctx.group)
-        dbeta, dgamma = sums[:C], sums[C:]  # the sums over the whole batch
         gamma = torch.ones_like(inv_std) if weight is None else weight
-        # Chapter 2's compact backward, with the whole batch's m and sums.
-        scale = per_channel(gamma * inv_std / ctx.m, nd)
-        dz = scale * (ctx.m * dout - per_channel(dbeta, nd)
-                      - z_norm * per_channel(dgamma, nd))
+        dz, dgamma_local, dbeta_local = sync_bn_backward(dout, z_norm, gamma, inv_std,
+                                                         ctx.m, ctx.group)
         return (
             dz,
             dgamma_local if weight is not None and ctx.needs_input_grad[1] else None,
