@@ -6,10 +6,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.noisy_bn import noisy_bn
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.probes.noisy_bn import noisy_bn
+from course_lib.experiments.lab.training import train
 
 
 def small_digits():

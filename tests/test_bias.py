@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from course_lib.experiments.bias import bias_effect, bias_gradients, hidden_linears, with_bias
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import count_parameters, make_mlp
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import count_parameters, make_mlp
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -18,8 +18,8 @@ from course_lib.batchnorm import batchnorm_forward
 from course_lib.experiments.convnet import (
     conv_bias_gradients, conv_layers, make_convnet, norm_layers,
 )
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.training import train
 from course_lib.fold import fold_model
 from course_lib.nn import BatchNorm2d
 

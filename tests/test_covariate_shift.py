@@ -20,8 +20,8 @@ from course_lib.experiments.covariate_shift import (
     covariate_shift_experiment,
     decision_grid,
 )
-from course_lib.experiments.data import covariate_shift_rule
-from course_lib.experiments.training import evaluate
+from course_lib.experiments.lab.data import covariate_shift_rule
+from course_lib.experiments.lab.training import evaluate
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -7,15 +7,15 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from course_lib.experiments.data import (
+from course_lib.experiments.lab.data import (
     CovariateShiftTask,
     Split,
     covariate_shift_rule,
     load_digits_split,
     make_covariate_shift_task,
 )
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import evaluate, train
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import evaluate, train
 
 SEEDS = [0, 1, 2, 3, 4]
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.deep import (
     CURES, compare_cures, deep_mlp, hidden_weights, initialize, make_residual_mlp,
     scale_layer, scaled_gradients, sgd_weight_norms,
 )
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

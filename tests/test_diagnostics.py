@@ -21,14 +21,14 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.deep import CURES, deep_mlp
-from course_lib.experiments.diagnostics import (
+from course_lib.experiments.probes.diagnostics import (
     activation_modules, layer_statistics, saturated_fraction, update_ratio_recorder,
     update_to_data_ratio, weight_layers,
 )
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -33,7 +33,7 @@ def build_loop(in_features, widths, out_features):
 
 
 def build_named(in_features, widths, out_features):
-    """Named layers, as course_lib.experiments.models.make_mlp does."""
+    """Named layers, as course_lib.experiments.lab.models.make_mlp does."""
     layers = OrderedDict()
     sizes = [in_features, *widths]
     for l, (fan_in, w) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
@@ -81,7 +81,7 @@ def build_torch_bn(in_features, widths, out_features):
 
 
 def build_make_mlp(in_features, widths, out_features):
-    from course_lib.experiments.models import make_mlp
+    from course_lib.experiments.lab.models import make_mlp
 
     return make_mlp(in_features, widths, out_features, bn="before")
 

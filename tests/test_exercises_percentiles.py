@@ -11,7 +11,7 @@ import torch
 from course_lib.exercises import EXERCISES, Feedback, grade
 from course_lib.exercises import percentiles as pct_ex
 from course_lib.exercises._compare import is_close
-from course_lib.experiments.percentiles import activation_percentiles
+from course_lib.experiments.probes.percentiles import activation_percentiles
 
 
 def test_registered_with_its_signature():

@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.gradient_ics: Santurkar et al.'s gradient definition of
+"""Tests for course_lib.experiments.probes.gradient_ics: Santurkar et al.'s gradient definition of
 internal covariate shift, by hand on a network and in closed form on a tiny linear model."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib.experiments.gradient_ics import (
+from course_lib.experiments.probes.gradient_ics import (
     GradientShift,
     gradient_ics,
     gradient_ics_recorder,
     measure_gradient_ics,
 )
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 from probe_helpers import model_of, small_digits, trained
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from course_lib.experiments.internal_shift import CONFIGS, SETTINGS, ICSSettings, ics_model, run_all, run_ics
-from course_lib.experiments.noisy_bn import NoisyBatchNorm1d
+from course_lib.experiments.probes.noisy_bn import NoisyBatchNorm1d
 from course_lib.nn import BatchNorm1d
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402

@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.landscape: the walk along the gradient measures what it
+"""Tests for course_lib.experiments.probes.landscape: the walk along the gradient measures what it
 says (closed form on a quadratic, by hand on a network) and plugs into train()."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from torch import nn
 
 from probe_helpers import model_of, small_digits, trained
 
-from course_lib.experiments.landscape import (
+from course_lib.experiments.probes.landscape import (
     GradientDirectionProbe,
     landscape_recorder,
     probe_gradient_direction,
     smoothness,
     walk_along_gradient,
 )
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 
 
 @pytest.fixture(scope="module")

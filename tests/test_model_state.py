@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.model_state: every probe leaves the model exactly as it
+"""Tests for course_lib.experiments.lab.model_state: every probe leaves the model exactly as it
 was (parameters, gradients, buffers, modes, random generators), so observing a training
 run does not change it."""
 
@@ -10,10 +10,10 @@ import torch
 
 from probe_helpers import KINDS, assert_same_state, model_of, small_digits, state, trained
 
-from course_lib.experiments.landscape import landscape_recorder, probe_gradient_direction
-from course_lib.experiments.gradient_ics import measure_gradient_ics
-from course_lib.experiments.percentiles import percentile_recorder, unit_input_percentiles
-from course_lib.experiments.training import train
+from course_lib.experiments.probes.landscape import landscape_recorder, probe_gradient_direction
+from course_lib.experiments.probes.gradient_ics import measure_gradient_ics
+from course_lib.experiments.probes.percentiles import percentile_recorder, unit_input_percentiles
+from course_lib.experiments.lab.training import train
 
 
 @pytest.fixture(scope="module")

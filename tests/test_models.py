@@ -11,7 +11,7 @@ from torch import nn
 
 import course_lib.nn
 from course_lib.nn import batchnorm_layers
-from course_lib.experiments.models import (
+from course_lib.experiments.lab.models import (
     count_parameters,
     hidden_pre_activations,
     make_mlp,
@@ -261,5 +261,5 @@ def test_hidden_pre_activations(bn):
 
 
 def test_hidden_pre_activations_needs_named_activations():
-    with pytest.raises(ValueError, match="build it with course_lib.experiments.models.make_mlp"):
+    with pytest.raises(ValueError, match="build it with course_lib.experiments.lab.models.make_mlp"):
         hidden_pre_activations(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.randn(3, 2))

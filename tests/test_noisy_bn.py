@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.noisy_bn: noisy BN is batch norm plus a documented random per-unit
+"""Tests for course_lib.experiments.probes.noisy_bn: noisy BN is batch norm plus a documented random per-unit
 scale and shift in training, exactly batch norm in eval, reproducible from its generator."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import functools
 import pytest
 import torch
 
-from course_lib.experiments.models import make_mlp
+from course_lib.experiments.lab.models import make_mlp
 from course_lib.nn import BatchNorm1d
-from course_lib.experiments.noisy_bn import NoisyBatchNorm1d, noisy_bn
+from course_lib.experiments.probes.noisy_bn import NoisyBatchNorm1d, noisy_bn
 
 
 def _pair(c=5, **kw):
@@ -145,8 +145,8 @@ def test_zero_noise_is_plain_batch_norm():
 
 
 def test_reproducible_training_run():
-    from course_lib.experiments.data import load_digits_split
-    from course_lib.experiments.training import train
+    from course_lib.experiments.lab.data import load_digits_split
+    from course_lib.experiments.lab.training import train
 
     data = load_digits_split(seed=0, n_train=300)
     losses = []

@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.percentiles: the percentile probe measures what it says,
+"""Tests for course_lib.experiments.probes.percentiles: the percentile probe measures what it says,
 its recorder plugs into train(), and drift and jitter are the chapter's formula."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import torch
 
 from probe_helpers import model_of, small_digits, trained
 
-from course_lib.experiments.models import hidden_pre_activations
+from course_lib.experiments.lab.models import hidden_pre_activations
 from course_lib.nn import as_found
-from course_lib.experiments.percentiles import (
+from course_lib.experiments.probes.percentiles import (
     PERCENTILES,
     activation_percentiles,
     drift,
@@ -21,7 +21,7 @@ from course_lib.experiments.percentiles import (
     percentile_traces,
     unit_input_percentiles,
 )
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ from torch import nn
 
 import course_lib.nn as cnn
 from course_lib.calibration import recalibrate_bn
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import make_mlp
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.population_gap import gap_recorder, population_gap
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.small_batches import (
     NORMS, batch_size_sweep, class_subset, finetune, finetune_comparison, norm_layer,
 )
@@ -81,8 +81,8 @@ def test_class_subset(data):
 
 
 def test_finetune_with_frozen_statistics_leaves_them_alone(data):
-    from course_lib.experiments.models import make_mlp
-    from course_lib.experiments.data import Split
+    from course_lib.experiments.lab.models import make_mlp
+    from course_lib.experiments.lab.data import Split
     net = make_mlp(64, [20], 10, activation="relu", bn="before", seed=0)
     before = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
     tiny = Split(data.X_train[:20], data.y_train[:20], data.X_test, data.y_test)

@@ -25,8 +25,8 @@ import pytest
 import torch
 
 from course_lib.activations import sigmoid_regimes
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import hidden_pre_activations
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import hidden_pre_activations
 from course_lib.experiments.sweeps import (
     SweepRow,
     bn_parameter_change,
@@ -40,7 +40,7 @@ from course_lib.experiments.sweeps import (
     steps_table,
     trained_values,
 )
-from course_lib.experiments.training import train
+from course_lib.experiments.lab.training import train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

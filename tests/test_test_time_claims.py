@@ -17,10 +17,10 @@ import torch
 from course_lib.batchnorm import batch_stats
 from course_lib.calibration import recalibrate_bn
 from course_lib.nn import batchnorm_layers
-from course_lib.experiments.data import load_digits_split
+from course_lib.experiments.lab.data import load_digits_split
 from course_lib.fold import fold_model
 from course_lib.experiments.inference import batch_dependence, predict_in_batches
-from course_lib.experiments.models import make_mlp
+from course_lib.experiments.lab.models import make_mlp
 from course_lib.nn import batch_norm
 from course_lib.normalize import Standardizer
 from course_lib.experiments.population_gap import gap_recorder, population_gap
@@ -36,7 +36,7 @@ from course_lib.running_stats import (
     ema_update,
     update_running_stats,
 )
-from course_lib.experiments.training import evaluate, train
+from course_lib.experiments.lab.training import evaluate, train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib.experiments.data import Split, load_digits_split
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import PROGRESS_MIN_STEPS, History, evaluate, train
+from course_lib.experiments.lab.data import Split, load_digits_split
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import PROGRESS_MIN_STEPS, History, evaluate, train
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -268,7 +268,7 @@ def test_float64_model_gets_float64_data(digits):
         ({"batch_size": 2000}, ValueError, r"batch_size \(2000\) is larger than the training set \(1347"),
         ({"eval_every": 0}, ValueError, "train: eval_every must be an int >= 1"),
         ({"stop_at_test_acc": 90}, ValueError, "stop_at_test_acc is an accuracy in"),
-        ({"data": (1, 2)}, TypeError, "data must be a course_lib.experiments.data.Split"),
+        ({"data": (1, 2)}, TypeError, "data must be a course_lib.experiments.lab.data.Split"),
         ({"model": "mlp"}, TypeError, "model must be an nn.Module"),
     ],
 )

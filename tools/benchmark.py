@@ -562,7 +562,7 @@ def bench_training(repeats: int, steps_per_block_s: float = 0.1) -> list[Result]
     """A full SGD step of the chapter 3 network, course_lib BN vs torch BN."""
     import torch
 
-    from course_lib.experiments.models import make_mlp
+    from course_lib.experiments.lab.models import make_mlp
 
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(60, 64, generator=gen)

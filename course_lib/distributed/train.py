@@ -36,8 +36,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from course_lib.distributed import convert_sync_batchnorm, free_port
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import make_mlp
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import make_mlp
 
 BN_CHOICES = ("local", "sync", "none")
 

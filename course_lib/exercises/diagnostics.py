@@ -8,7 +8,7 @@ r"""Chapter 7 exercise: the update-to-data ratio of each layer, the diagnostic o
 
   a float array of shape ``(L,)``.
 
-The reference is :func:`course_lib.experiments.diagnostics.update_to_data_ratio` applied to
+The reference is :func:`course_lib.experiments.probes.diagnostics.update_to_data_ratio` applied to
 ``W`` and ``W - lr * dW`` (one implementation per formula). The cases mix layers whose
 gradients have a clear mean (so a ratio of norms differs from one of standard deviations)
 and one with a large step (so dividing by the weights after the step shows); the last case
@@ -40,7 +40,7 @@ _SPECS = [
 
 
 def _reference(weights, grads, lr) -> np.ndarray:
-    from ..experiments.diagnostics import update_to_data_ratio
+    from ..measures import update_to_data_ratio
 
     return np.array([update_to_data_ratio(W, W - lr * g) for W, g in zip(weights, grads)])
 

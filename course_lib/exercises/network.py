@@ -5,7 +5,7 @@ r"""Chapter 3 exercise: build the lecture's network with batch norm in it.
   lecture's :math:`z^{[l]} = W^{[l]} a^{[l-1]} \to \tilde z^{[l]} \to a^{[l]}`), then a
   plain ``Linear(widths[-1], out_features)`` producing the logits.
 
-The reference is :func:`course_lib.experiments.models.make_mlp` with ``bn="before"``. The
+The reference is :func:`course_lib.experiments.lab.models.make_mlp` with ``bn="before"``. The
 grader is :func:`._core.run_cases` with a ``read`` hook (same guard as every grader): each case
 calls the builder with other widths (so sizes cannot be hard-coded); the hook reads the
 returned ``nn.Sequential`` layer by layer (nested blocks flattened) and names each classic
@@ -432,7 +432,7 @@ def _cases() -> tuple[list[Case], dict[str, Any]]:
     label, the reference network (random gamma, beta and output bias) and the batch."""
     import torch
 
-    from ..experiments.models import make_mlp
+    from ..experiments.lab.models import make_mlp
     from ..nn import is_batchnorm
 
     cases, refs = [], {}

@@ -5,7 +5,7 @@
   ``(steps, 3)`` holds, per row, the 15th, 50th and 85th percentiles in that order (what
   Ioffe & Szegedy plot in their Fig. 1 b-c).
 
-The reference is :func:`course_lib.experiments.percentiles.activation_percentiles` (numpy's default linear
+The reference is :func:`course_lib.experiments.probes.percentiles.activation_percentiles` (numpy's default linear
 interpolation between neighboring values).
 
 The cases have ``steps != n`` (a wrong axis changes the shape), a square case (a wrong axis
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..experiments.percentiles import PERCENTILES, activation_percentiles
+from ..measures import PERCENTILES, activation_percentiles
 from ._core import Case, Feedback, Mistake, register, run_cases
 
 ARG_NAMES = ("activations",)
@@ -208,7 +208,7 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
     "array, as an (steps, 3) array (chapter 4)",
 )
 def grade_percentiles(submission: Any) -> Feedback:
-    """Grade ``fn(activations) -> out`` against :func:`course_lib.experiments.percentiles.activation_percentiles`."""
+    """Grade ``fn(activations) -> out`` against :func:`course_lib.experiments.probes.percentiles.activation_percentiles`."""
     feedback = run_cases(
         submission,
         cases=_cases(),

@@ -11,7 +11,7 @@ subtracts the mini-batch mean of each unit:
 so :math:`b^{[l]}` cancels: the network's output does not depend on it, and its gradient is
 :math:`\partial J / \partial b = \sum_i dz^{(i)} = 0` (chapter 2: a unit's input gradients
 sum to zero). Batch norm's :math:`\beta^{[l]}` takes over the job of the bias, which is why
-:func:`course_lib.experiments.models.make_mlp` builds ``Linear(..., bias=False)`` before batch norm.
+:func:`course_lib.experiments.lab.models.make_mlp` builds ``Linear(..., bias=False)`` before batch norm.
 
 This module puts the bias back (:func:`with_bias`) and measures both facts:
 :func:`bias_gradients` (one backward pass) and :func:`bias_effect` (how much the output
@@ -19,8 +19,8 @@ moves when the biases change). With batch norm after the activation, or none, th
 biases matter, which the chapter shows side by side.
 
 Example:
-    >>> from course_lib.experiments.data import load_digits_split
-    >>> from course_lib.experiments.models import make_mlp
+    >>> from course_lib.experiments.lab.data import load_digits_split
+    >>> from course_lib.experiments.lab.models import make_mlp
     >>> data = load_digits_split(seed=0)
     >>> model = with_bias(make_mlp(64, [100, 100, 100], 10, bn="before", seed=0))
     >>> [g.max_abs_grad_bias < 1e-7 for g in bias_gradients(model, data.X_train[:60], data.y_train[:60])]
@@ -58,7 +58,7 @@ class LayerGradient:
 
 
 def hidden_linears(model: nn.Sequential) -> list[str]:
-    """Names of the hidden ``Linear`` layers of a :func:`~course_lib.experiments.models.make_mlp` model
+    """Names of the hidden ``Linear`` layers of a :func:`~course_lib.experiments.lab.models.make_mlp` model
     (``linear1``, ``linear2``, ...; not ``output``)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"hidden_linears: expected an nn.Module (got {type(model).__name__})")
@@ -69,7 +69,7 @@ def hidden_linears(model: nn.Sequential) -> list[str]:
     if not names:
         raise ValueError(
             "hidden_linears: the model has no Linear layers named linear1, linear2, ...; build "
-            "it with course_lib.experiments.models.make_mlp"
+            "it with course_lib.experiments.lab.models.make_mlp"
         )
     return names
 
@@ -81,7 +81,7 @@ def with_bias(model: nn.Sequential, *, seed: int = 0, scale: float = 1.0) -> nn.
     a layer built with ``bias=False`` gets a bias added. ``model`` itself is not modified.
 
     Args:
-        model: a :func:`~course_lib.experiments.models.make_mlp` model.
+        model: a :func:`~course_lib.experiments.lab.models.make_mlp` model.
         seed: seeds the biases (the global random state is not used).
         scale: standard deviation of the biases; large values make the point clearer.
 
@@ -115,7 +115,7 @@ def bias_gradients(model: nn.Sequential, X: Tensor, y: Tensor) -> list[LayerGrad
     have a zero gradient through batch norm for a different reason, see chapter 2).
 
     Args:
-        model: a :func:`~course_lib.experiments.models.make_mlp` model whose hidden layers have biases
+        model: a :func:`~course_lib.experiments.lab.models.make_mlp` model whose hidden layers have biases
             (see :func:`with_bias`).
         X: ``(m, in_features)`` inputs, cast to the model's dtype.
         y: ``(m,)`` int64 labels.

@@ -12,8 +12,8 @@ pixel), and the mean and variance of channel :math:`c` are taken over all
 :math:`m = N \cdot H \cdot W` values of that channel in the mini-batch: every position of a
 feature map is the same filter applied to a different patch, so it is normalized the same way.
 
-The input is a flattened ``(N, 64)`` image (what :func:`course_lib.experiments.data.load_digits_split`
-returns and :func:`course_lib.experiments.training.train` expects); the first module,
+The input is a flattened ``(N, 64)`` image (what :func:`course_lib.experiments.lab.data.load_digits_split`
+returns and :func:`course_lib.experiments.lab.training.train` expects); the first module,
 ``image``, reshapes it to ``(N, 1, 8, 8)``. Modules are named ``conv1``, ``norm1``,
 ``act1``, ``pool1``, ..., ``flatten``, ``output``, so ``course_lib.fold.fold_model`` folds
 every ``conv{l}`` -> ``norm{l}`` pair of a trained network.

@@ -6,8 +6,8 @@ conditional distribution of the label, :math:`p(y \mid x)`, is the same, and the
 distribution :math:`p(x)` moved. That is **covariate shift**, and a model that only ever saw
 one region of input space has no reason to be right in another.
 
-:func:`covariate_shift_experiment` shows it on :func:`course_lib.experiments.data.make_covariate_shift_task`:
-2D points labeled by one fixed rule (:func:`course_lib.experiments.data.covariate_shift_rule`: above the
+:func:`covariate_shift_experiment` shows it on :func:`course_lib.experiments.lab.data.make_covariate_shift_task`:
+2D points labeled by one fixed rule (:func:`course_lib.experiments.lab.data.covariate_shift_rule`: above the
 wave :math:`x_2 = 1.5 \sin x_1` or not). A small MLP trained on points around the origin is
 nearly perfect there and barely better than always answering "below" on points around
 :math:`(3, 0)`, labeled by the very same rule. :func:`accuracy_vs_shift` moves the test cloud
@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from course_lib import _checks
-from course_lib.experiments.data import CovariateShiftTask, make_covariate_shift_task
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import History, evaluate, train
+from course_lib.experiments.lab.data import CovariateShiftTask, make_covariate_shift_task
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import History, evaluate, train
 from course_lib.nn import as_found
 
 __all__ = [
@@ -77,7 +77,7 @@ class CovariateShiftResult:
 
     Attributes:
         seed: seeds the point clouds, the weights and the mini-batch order.
-        task: the :class:`course_lib.experiments.data.CovariateShiftTask` (``source``, ``shifted``).
+        task: the :class:`course_lib.experiments.lab.data.CovariateShiftTask` (``source``, ``shifted``).
         model: the trained classifier (2 inputs, 2 logits).
         history: its training history.
         in_dist_acc: accuracy on fresh inputs from the training distribution.

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.experiments.data import Split
-from course_lib.experiments.models import bn_factory, make_mlp
-from course_lib.experiments.training import History, train
+from course_lib.experiments.lab.data import Split
+from course_lib.experiments.lab.models import bn_factory, make_mlp
+from course_lib.experiments.lab.training import History, train
 
 __all__ = [
     "CURES",
@@ -217,7 +217,7 @@ def sgd_weight_norms(
 
     Each step updates every parameter with ``w -= lr * (dJ/dw + weight_decay * w)``;
     ``layer_lr = {"linear3": lr3}`` gives one layer's weight its own learning rate. The
-    mini-batches are drawn as in :func:`course_lib.experiments.training.train` with the same
+    mini-batches are drawn as in :func:`course_lib.experiments.lab.training.train` with the same
     ``seed``. Trains ``model`` in place.
 
     Returns:

@@ -1,11 +1,11 @@
 r"""Two definitions of internal covariate shift, measured on the same networks (chapter 4).
 
 - **Distribution** (Ioffe & Szegedy, 2015): how far the distribution of a layer's input
-  moves over training, here the percentile :func:`~course_lib.experiments.percentiles.drift`
+  moves over training, here the percentile :func:`~course_lib.experiments.probes.percentiles.drift`
   of the last hidden layer's unit inputs.
 - **Gradient** (Santurkar et al., 2018, Definition 2.1): how much the gradient of that layer's
   weights changes when the layers before it take their update, on the same batch
-  (:func:`~course_lib.experiments.gradient_ics.gradient_ics`): :math:`\lVert G - G' \rVert`
+  (:func:`~course_lib.experiments.probes.gradient_ics.gradient_ics`): :math:`\lVert G - G' \rVert`
   relative to :math:`\lVert G \rVert`, and :math:`\cos(G, G')`.
 
 The networks are Santurkar et al.'s second test bed at small scale: a *deep linear network*
@@ -33,15 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.gradient_ics import gradient_ics_recorder
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.percentiles import (
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.probes.gradient_ics import gradient_ics_recorder
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.probes.percentiles import (
     percentile_drift,
     percentile_recorder,
     percentile_traces,
 )
-from course_lib.experiments.training import History, train
+from course_lib.experiments.lab.training import History, train
 
 __all__ = ["CONFIGS", "DefinitionsSettings", "ICSDefinitions", "SETTINGS", "compare_definitions"]
 

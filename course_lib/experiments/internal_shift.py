@@ -10,27 +10,27 @@ asked whether stopping it is why batch norm helps.
 
 - the 15th, 50th and 85th percentiles of the input of the last hidden layer's sigmoids
   (``act3``; Ioffe & Szegedy's Fig. 1 b-c), for a few units, at every evaluation
-  (:func:`course_lib.experiments.percentiles.percentile_recorder`, in training mode so that noisy BN's noise
+  (:func:`course_lib.experiments.probes.percentiles.percentile_recorder`, in training mode so that noisy BN's noise
   is seen);
 - the landscape along the gradient (Santurkar et al.'s Fig. 4): loss variation, gradient
-  change and effective :math:`\beta`-smoothness (:func:`course_lib.experiments.landscape.landscape_recorder`),
+  change and effective :math:`\beta`-smoothness (:func:`course_lib.experiments.probes.landscape.landscape_recorder`),
   for the configurations in ``settings.landscape_for`` (no BN and BN);
 - test accuracy (``train``'s own evaluation).
 
 The three networks (:data:`CONFIGS`) are the same 3x100 sigmoid MLP on the digits with
-PyTorch's default initialization (:func:`course_lib.experiments.models.make_mlp` with the same seed; the
+PyTorch's default initialization (:func:`course_lib.experiments.lab.models.make_mlp` with the same seed; the
 two BN networks start from identical weights), trained on the same mini-batches with plain
 SGD at the same learning rate:
 
 - ``"no BN"``: ``Linear -> sigmoid``;
 - ``"BN"``: ``Linear -> BN -> sigmoid`` (:class:`course_lib.nn.BatchNorm1d`);
 - ``"noisy BN"``: ``Linear -> BN -> random scale and shift -> sigmoid``
-  (:class:`course_lib.experiments.noisy_bn.NoisyBatchNorm1d`, new noise at every step).
+  (:class:`course_lib.experiments.probes.noisy_bn.NoisyBatchNorm1d`, new noise at every step).
 
 One seed fixes everything random: the digits split, the initial weights, the mini-batch order
 and the noise. The summary numbers the chapter asserts on are properties of :class:`ICSRun`:
-``drift`` and ``jitter`` of the percentiles (:func:`course_lib.experiments.percentiles.percentile_drift`,
-:func:`course_lib.experiments.percentiles.percentile_jitter`), ``mean_test_acc`` and ``steps_to_90``, and
+``drift`` and ``jitter`` of the percentiles (:func:`course_lib.experiments.probes.percentiles.percentile_drift`,
+:func:`course_lib.experiments.probes.percentiles.percentile_jitter`), ``mean_test_acc`` and ``steps_to_90``, and
 the medians over training of the landscape measurements (``landscape_median``).
 
 Measured with :data:`SETTINGS` (1,000 steps at learning rate 2), seeds 0-7: drift no BN /
@@ -54,17 +54,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.noisy_bn import noisy_bn
-from course_lib.experiments.landscape import GradientDirectionProbe, landscape_recorder
-from course_lib.experiments.percentiles import (
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.probes.noisy_bn import noisy_bn
+from course_lib.experiments.probes.landscape import GradientDirectionProbe, landscape_recorder
+from course_lib.experiments.probes.percentiles import (
     percentile_drift,
     percentile_jitter,
     percentile_recorder,
     percentile_traces,
 )
-from course_lib.experiments.training import History, train
+from course_lib.experiments.lab.training import History, train
 
 __all__ = ["CONFIGS", "ICSRun", "ICSSettings", "SETTINGS", "ics_model", "run_all", "run_ics"]
 

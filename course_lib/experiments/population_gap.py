@@ -21,7 +21,7 @@ a tenth of a standard deviation, typically; after :func:`course_lib.calibration.
 on the same data it is 0.
 
 :func:`gap_recorder` packages the measurement as a recorder for
-:func:`course_lib.experiments.training.train`, so the gap can be followed over training, together with the
+:func:`course_lib.experiments.lab.training.train`, so the gap can be followed over training, together with the
 running and the population mean of one chosen unit.
 """
 
@@ -84,7 +84,7 @@ def _gap(model: nn.Module, stats: dict[str, tuple[np.ndarray, np.ndarray]]) -> f
 def gap_recorder(
     X: Tensor, layer: str, unit: int = 0, batch_size: int | None = None
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A recorder for :func:`course_lib.experiments.training.train` that follows the running statistics.
+    """A recorder for :func:`course_lib.experiments.lab.training.train` that follows the running statistics.
 
     At each evaluation step it returns
 
@@ -95,7 +95,7 @@ def gap_recorder(
     Args:
         X: the training inputs, ``(N, ...)``.
         layer: the name of a batch norm layer in ``model.named_modules()``, e.g. ``"bn2"``
-            for a :func:`course_lib.experiments.models.make_mlp` network.
+            for a :func:`course_lib.experiments.lab.models.make_mlp` network.
         unit: which unit (channel) of that layer to follow.
         batch_size: batch size of the measuring pass (default 256).
 
@@ -107,9 +107,9 @@ def gap_recorder(
             ``unit`` is out of range.
 
     Example:
-        >>> from course_lib.experiments.data import load_digits_split
-        >>> from course_lib.experiments.models import make_mlp
-        >>> from course_lib.experiments.training import train
+        >>> from course_lib.experiments.lab.data import load_digits_split
+        >>> from course_lib.experiments.lab.models import make_mlp
+        >>> from course_lib.experiments.lab.training import train
         >>> data = load_digits_split(seed=0)
         >>> model = make_mlp(64, [100, 100], 10, bn="before", seed=0)
         >>> history = train(model, data, steps=100, lr=0.2, eval_every=20,

@@ -9,9 +9,9 @@ and smaller for larger mini-batches, whose statistics are closer to the populati
 noise of :math:`\mu^{\{t\}}` falls like :math:`\sigma/\sqrt m`).
 
 :func:`train_test_gap` measures it. One seed fixes everything random: the digits split
-(:func:`course_lib.experiments.data.load_digits_split`, a small training set and a large test set), the
-initial weights (:func:`course_lib.experiments.models.make_mlp`) and the order of the mini-batches and
-dropout's masks (:func:`course_lib.experiments.training.train`). The configuration picks batch norm,
+(:func:`course_lib.experiments.lab.data.load_digits_split`, a small training set and a large test set), the
+initial weights (:func:`course_lib.experiments.lab.models.make_mlp`) and the order of the mini-batches and
+dropout's masks (:func:`course_lib.experiments.lab.training.train`). The configuration picks batch norm,
 dropout and the batch size; everything else is the shared :class:`GapSettings`. The result is
 the **train/test gap**
 
@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import nn
 
-from course_lib.experiments.data import Split, load_digits_split
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import History, train
+from course_lib.experiments.lab.data import Split, load_digits_split
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import History, train
 
 __all__ = [
     "BATCH_OF_TWO",
@@ -107,9 +107,9 @@ class GapSettings:
     with batches of 512).
 
     Attributes:
-        n_train, test_fraction: passed to :func:`course_lib.experiments.data.load_digits_split`.
-        widths, activation: the hidden layers of :func:`course_lib.experiments.models.make_mlp`.
-        steps, lr, optimizer, eval_every: passed to :func:`course_lib.experiments.training.train`.
+        n_train, test_fraction: passed to :func:`course_lib.experiments.lab.data.load_digits_split`.
+        widths, activation: the hidden layers of :func:`course_lib.experiments.lab.models.make_mlp`.
+        steps, lr, optimizer, eval_every: passed to :func:`course_lib.experiments.lab.training.train`.
         bn_impl: ``"torch"`` or ``"course_lib"``, the batch norm layer's implementation.
     """
 
@@ -143,7 +143,7 @@ class GapResult:
         config: the row's name (or ``"custom"`` for a :class:`GapConfig` passed directly).
         seed: the seed of the run.
         train_acc, test_acc: final accuracies on the training and test set (eval mode).
-        history: the full :class:`~course_lib.experiments.training.History` of the run.
+        history: the full :class:`~course_lib.experiments.lab.training.History` of the run.
         model: the trained network (in training mode).
     """
 

@@ -7,7 +7,7 @@
 - :func:`class_subset` keeps the examples of some classes (pretraining on digits 0-4,
   fine-tuning on 5-9).
 
-Every run uses :func:`course_lib.experiments.models.make_mlp` (64 -> 100 -> 100 -> 10, ReLU,
+Every run uses :func:`course_lib.experiments.lab.models.make_mlp` (64 -> 100 -> 100 -> 10, ReLU,
 the normalization before each activation) and the same number of epochs at every batch size,
 with the learning rate scaled as :math:`\\sqrt{B / 16}`, so small batches take more, smaller
 steps.
@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from course_lib import nn as cnn
-from course_lib.experiments.data import Split
-from course_lib.experiments.models import make_mlp
-from course_lib.experiments.training import evaluate, train
+from course_lib.experiments.lab.data import Split
+from course_lib.experiments.lab.models import make_mlp
+from course_lib.experiments.lab.training import evaluate, train
 
 __all__ = [
     "NORMS",

@@ -3,12 +3,12 @@ r"""Experiments with the digits MLP of chapter 3: one run, and sweeps over a set
 The network is Ioffe & Szegedy's MNIST network at CPU scale: 64 inputs (the bundled 8x8
 digits), three hidden layers of 100 sigmoid units, 10 outputs, mini-batches of 60, plain SGD
 unless said otherwise. Every function here is a pure function of its settings and a seed: it
-builds a fresh network with :func:`course_lib.experiments.models.make_mlp`, trains it with
-:func:`course_lib.experiments.training.train` on :func:`course_lib.experiments.data.load_digits_split` and returns
+builds a fresh network with :func:`course_lib.experiments.lab.models.make_mlp`, trains it with
+:func:`course_lib.experiments.lab.training.train` on :func:`course_lib.experiments.lab.data.load_digits_split` and returns
 what was measured, so a chapter can show one seed and ``tests/test_sweeps.py`` can check the
 same claim for other seeds.
 
-- :func:`digits_run` -- one training run; returns the :class:`~course_lib.experiments.training.History`
+- :func:`digits_run` -- one training run; returns the :class:`~course_lib.experiments.lab.training.History`
   (:func:`bn_parameter_change` records how far :math:`\gamma` and :math:`\beta` moved,
   :func:`sigmoid_saturation` how many sigmoid inputs sit in the flat tails).
 - :func:`compare_positions` -- the same run with batch norm before the activation, after it,
@@ -38,10 +38,10 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.activations import sigmoid_regimes
-from course_lib.experiments.data import load_digits_split
-from course_lib.experiments.models import hidden_pre_activations, make_mlp
+from course_lib.experiments.lab.data import load_digits_split
+from course_lib.experiments.lab.models import hidden_pre_activations, make_mlp
 from course_lib.nn import batchnorm_layers
-from course_lib.experiments.training import History, Recorder, train
+from course_lib.experiments.lab.training import History, Recorder, train
 
 __all__ = [
     "BATCH_SIZE",
@@ -122,11 +122,11 @@ def digits_run(
         target: stop at the first evaluation with at least this test accuracy, or ``None``
             to run all ``steps``.
         bn_impl: ``"course_lib"`` or ``"torch"``.
-        record: recorders for :func:`~course_lib.experiments.training.train`, e.g.
+        record: recorders for :func:`~course_lib.experiments.lab.training.train`, e.g.
             :func:`bn_parameter_change`.
 
     Returns:
-        The run's :class:`~course_lib.experiments.training.History`.
+        The run's :class:`~course_lib.experiments.lab.training.History`.
 
     Example:
         >>> history = digits_run("before", lr=2.0, steps=1000, target=0.9)
@@ -148,7 +148,7 @@ def sigmoid_saturation(X: Tensor) -> Recorder:
     the fraction of the inputs ``z_tilde[l]`` (or ``z[l]`` without BN) of layer ``l``'s
     activations whose sigmoid output is within 0.05 of 0 or 1
     (:func:`course_lib.activations.sigmoid_regimes`), measured with
-    :func:`course_lib.experiments.models.hidden_pre_activations` (eval mode, no gradient).
+    :func:`course_lib.experiments.lab.models.hidden_pre_activations` (eval mode, no gradient).
 
     Example:
         >>> data = load_digits_split(seed=0)

@@ -38,10 +38,10 @@ settings an evaluation sees a systematically different layer than training did.
 The noise comes from a ``torch.Generator``, never from the global random state, so it is
 reproducible and does not disturb anything else (weight initialization, dropout masks).
 Give all layers of a network one shared generator so that they draw different noise; the
-helper :func:`noisy_bn` builds such a factory for :func:`course_lib.experiments.models.make_mlp`.
+helper :func:`noisy_bn` builds such a factory for :func:`course_lib.experiments.lab.models.make_mlp`.
 
 Example:
-    >>> from course_lib.experiments.models import make_mlp
+    >>> from course_lib.experiments.lab.models import make_mlp
     >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", bn_impl=noisy_bn(seed=0), seed=0)
     >>> model.bn1
     NoisyBatchNorm1d(100, eps=1e-05, momentum=0.1, affine=True, bias=True,
@@ -186,7 +186,7 @@ def noisy_bn(
     shift_std: float = 1.0,
     **kwargs: Any,
 ) -> Callable[[int], NoisyBatchNorm1d]:
-    """A ``bn_impl`` for :func:`course_lib.experiments.models.make_mlp`: noisy BN layers sharing one generator.
+    """A ``bn_impl`` for :func:`course_lib.experiments.lab.models.make_mlp`: noisy BN layers sharing one generator.
 
     All layers built by the returned factory draw from one ``torch.Generator`` seeded with
     ``seed``, so each layer gets its own noise and the whole network's noise is reproducible.

@@ -20,11 +20,11 @@ Three looks inside a network, the ones Karpathy uses in *makemore* part 3:
 :func:`layer_statistics` takes the first two on one batch (one forward and one backward
 pass, leaving the model exactly as it was, with
 :func:`course_lib.nn.as_found`); :func:`update_ratio_recorder`
-records the third during :func:`course_lib.experiments.training.train`.
+records the third during :func:`course_lib.experiments.lab.training.train`.
 
 Layers are the activation modules ``act1, act2, ...`` and the weight matrices of the
 ``Linear`` layers ``linear1, linear2, ...`` (and ``output``) of a
-:func:`course_lib.experiments.models.make_mlp` model.
+:func:`course_lib.experiments.lab.models.make_mlp` model.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib.measures import update_to_data_ratio
 from course_lib.nn import as_found
 
 __all__ = [
@@ -51,24 +52,6 @@ __all__ = [
 
 #: How close to its flat part an activation must be to count as saturated.
 SATURATION = {"tanh": 0.97, "sigmoid": 0.05}
-
-
-def update_to_data_ratio(W_before, W_after) -> float:
-    r"""How big a step was compared with the weights it changed.
-
-    .. math:: r = \frac{\operatorname{std}(W_{\text{after}} - W_{\text{before}})}
-                       {\operatorname{std}(W_{\text{before}})}
-
-    For plain SGD the step is :math:`-\alpha\, dW`, so :math:`r = \alpha
-    \operatorname{std}(dW) / \operatorname{std}(W)`. Numpy arrays or torch tensors.
-
-    Example:
-        >>> W = np.array([[1.0, -1.0], [2.0, -2.0]])
-        >>> update_to_data_ratio(W, W + np.array([[0.01, -0.01], [0.01, -0.01]]))
-        0.006324555320336764
-    """
-    update = W_after - W_before
-    return float(update.std() / W_before.std())
 
 
 def saturated_fraction(a: Tensor, activation: str) -> float:
@@ -99,7 +82,7 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if not found:
         raise ValueError(
             "the model has no modules named act1, act2, ...; build it with "
-            "course_lib.experiments.models.make_mlp"
+            "course_lib.experiments.lab.models.make_mlp"
         )
     return found
 
@@ -159,7 +142,7 @@ def layer_statistics(model: nn.Module, X: Tensor, y: Tensor, mode: str = "train"
     statistics, modes).
 
     Args:
-        model: a :func:`course_lib.experiments.models.make_mlp` model.
+        model: a :func:`course_lib.experiments.lab.models.make_mlp` model.
         X: ``(N, features)`` inputs; y: ``(N,)`` int64 labels.
         mode: ``"train"`` or ``"eval"``.
 
@@ -194,7 +177,7 @@ def layer_statistics(model: nn.Module, X: Tensor, y: Tensor, mode: str = "train"
 
 
 def update_ratio_recorder() -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`: the
+    """A ``record(step, model)`` for :func:`course_lib.experiments.lab.training.train`: the
     update-to-data ratio of every weight matrix since the previous call.
 
     Keys ``"ud:linear1"``, ``"ud:linear2"``, ..., ``"ud:output"``; at the first call (step

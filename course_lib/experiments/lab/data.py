@@ -9,7 +9,7 @@ Everything here is offline and deterministic: the same ``seed`` gives bit-identi
   :func:`covariate_shift_rule`, is the same everywhere while the inputs move: a model
   trained on one region of input space meets inputs from another (covariate shift).
 
-Both return :class:`Split` objects, the unit that :func:`course_lib.experiments.training.train` consumes.
+Both return :class:`Split` objects, the unit that :func:`course_lib.experiments.lab.training.train` consumes.
 
 Example:
     >>> data = load_digits_split(seed=0)
@@ -44,7 +44,7 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False, repr=False)
 class Split:
-    """A training set and a test set as tensors: what :func:`course_lib.experiments.training.train` needs.
+    """A training set and a test set as tensors: what :func:`course_lib.experiments.lab.training.train` needs.
 
     Attributes:
         X_train: ``(N_train, D)`` float inputs.

@@ -1,4 +1,4 @@
-"""Mini-batch training on a :class:`~course_lib.experiments.data.Split`, recorded step by step.
+"""Mini-batch training on a :class:`~course_lib.experiments.lab.data.Split`, recorded step by step.
 
 :func:`train` runs mini-batch gradient descent on the cross-entropy loss and returns a
 :class:`History`: the mini-batch loss of every step, train and test accuracy every
@@ -11,8 +11,8 @@ infinite stops cleanly with ``History.diverged = True``, so a learning-rate swee
 crashes.
 
 Example:
-    >>> from course_lib.experiments.data import load_digits_split
-    >>> from course_lib.experiments.models import make_mlp
+    >>> from course_lib.experiments.lab.data import load_digits_split
+    >>> from course_lib.experiments.lab.models import make_mlp
     >>> data = load_digits_split(seed=0)
     >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", seed=0)
     >>> history = train(model, data, steps=2000, lr=0.5, eval_every=20)
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.experiments.data import Split
+from course_lib.experiments.lab.data import Split
 from course_lib.nn import as_found
 
 __all__ = ["History", "OPTIMIZERS", "PROGRESS_MIN_STEPS", "Recorder", "evaluate", "train"]
@@ -229,8 +229,8 @@ def train(
 
     Args:
         model: a classifier returning ``(N, n_classes)`` logits, e.g. from
-            :func:`course_lib.experiments.models.make_mlp`.
-        data: a :class:`~course_lib.experiments.data.Split`.
+            :func:`course_lib.experiments.lab.models.make_mlp`.
+        data: a :class:`~course_lib.experiments.lab.data.Split`.
         steps: number of parameter updates.
         lr: learning rate.
         batch_size: mini-batch size ``m`` (60 as in Ioffe & Szegedy's MNIST experiment).
@@ -261,7 +261,7 @@ def train(
         raise TypeError(f"train: model must be an nn.Module (got {type(model).__name__})")
     if not isinstance(data, Split):
         raise TypeError(
-            f"train: data must be a course_lib.experiments.data.Split (got {type(data).__name__}); "
+            f"train: data must be a course_lib.experiments.lab.data.Split (got {type(data).__name__}); "
             f"build one with load_digits_split() or Split(X_train, y_train, X_test, y_test)"
         )
     steps = _checks.check_int(steps, "steps", 1, where="train")

@@ -1,7 +1,7 @@
 r"""Internal covariate shift measured on the gradient: Santurkar et al.'s definition.
 
 Ioffe & Szegedy describe internal covariate shift by the *distribution of a layer's inputs*
-(:mod:`course_lib.experiments.percentiles` follows its percentiles). Santurkar et al. (2018,
+(:mod:`course_lib.experiments.probes.percentiles` follows its percentiles). Santurkar et al. (2018,
 Definition 2.1) measure it by what the shift does to *learning*: how much the gradient of
 layer :math:`l`'s weights changes when the layers before it take their update. On one batch
 :math:`(X, y)`, with all parameters at :math:`\theta`,
@@ -15,15 +15,15 @@ once the layers before it move) together with :math:`\cos(G, G')` (near 1: the d
 survives the update). :func:`gradient_ics` is that recipe; :func:`measure_gradient_ics` runs
 it on a model (training mode by default, so batch norm uses the batch's statistics as in a
 training step) and leaves the model exactly as it was; :func:`gradient_ics_recorder` plugs it
-into :func:`course_lib.experiments.training.train`'s ``record`` hook.
+into :func:`course_lib.experiments.lab.training.train`'s ``record`` hook.
 
 By this measure Santurkar et al. found that batch norm does *not* reduce internal covariate
 shift (in their networks it often increased it), although it keeps each layer's input
 distribution steady. Chapter 4 measures both definitions side by side.
 
 Example:
-    >>> from course_lib.experiments.data import load_digits_split
-    >>> from course_lib.experiments.models import make_mlp
+    >>> from course_lib.experiments.lab.data import load_digits_split
+    >>> from course_lib.experiments.lab.models import make_mlp
     >>> data = load_digits_split(seed=0)
     >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", seed=0)
     >>> shift = measure_gradient_ics(model, data.X_train[:500], data.y_train[:500],
@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.nn import as_found
-from course_lib.experiments.model_state import (
+from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
     check_every,
     check_probe,
@@ -145,7 +145,7 @@ def measure_gradient_ics(
     """:func:`gradient_ics` of the layer whose weight is ``weight``, on ``model`` and one batch.
 
     "Earlier" are all trainable parameters that come before ``weight`` in
-    ``model.named_parameters()`` (for a :func:`course_lib.experiments.models.make_mlp` model and
+    ``model.named_parameters()`` (for a :func:`course_lib.experiments.lab.models.make_mlp` model and
     ``"linear3.weight"``: ``linear1``, ``bn1``, ``linear2``, ``bn2``). Both gradients see the
     same batch, running statistics and noise; afterwards the model is exactly as it was.
 
@@ -190,7 +190,7 @@ def gradient_ics_recorder(
     prefix: str = "",
     every: int = 1,
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`.
+    """A ``record(step, model)`` for :func:`course_lib.experiments.lab.training.train`.
 
     Calls :func:`measure_gradient_ics` on the fixed batch ``(X, y)`` and returns
     :meth:`GradientShift.as_record`. With ``every=k`` it measures only at steps that are

@@ -3,24 +3,24 @@ r"""The distribution of one unit's input over training: Ioffe & Szegedy's Fig. 1
 Ioffe & Szegedy (2015) follow the 15th, 50th and 85th percentiles of the input of one sigmoid
 in the last hidden layer over training: without batch norm they wander, with it they stay
 put. Here the input of module ``layer`` (e.g. ``"act3"``, the last hidden sigmoid of a
-:func:`course_lib.experiments.models.make_mlp` model) is captured with a forward hook while the
+:func:`course_lib.experiments.lab.models.make_mlp` model) is captured with a forward hook while the
 model runs on a fixed probe batch (:func:`unit_input_percentiles`, and
-:func:`percentile_recorder` for :func:`course_lib.experiments.training.train`'s ``record``
+:func:`percentile_recorder` for :func:`course_lib.experiments.lab.training.train`'s ``record``
 hook). :func:`drift` is the chapter's measure of how far such a distribution moved; the
 public :func:`percentile_drift` and :func:`percentile_jitter` check their input and call it.
 
 **Mode.** The probe runs the model in *training mode* by default, because that is what a
 training step sees: batch norm normalizes with the probe batch's own statistics, and a noisy
-layer (:class:`course_lib.experiments.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train``
+layer (:class:`course_lib.experiments.probes.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train``
 calls recorders in eval mode; in eval mode a noisy BN layer has no noise at all, which would
 hide exactly what chapter 4 wants to show.) Everything a training-mode pass changes is put
 back (:func:`course_lib.nn.as_found`), so a probe does not change
 the run it observes. ``mode="eval"`` uses the running statistics and no noise.
 
 Example:
-    >>> from course_lib.experiments.data import load_digits_split
-    >>> from course_lib.experiments.models import make_mlp
-    >>> from course_lib.experiments.training import train
+    >>> from course_lib.experiments.lab.data import load_digits_split
+    >>> from course_lib.experiments.lab.models import make_mlp
+    >>> from course_lib.experiments.lab.training import train
     >>> data = load_digits_split(seed=0)
     >>> model = make_mlp(64, [100, 100, 100], 10, bn="before", seed=0)
     >>> history = train(model, data, steps=200, lr=1.0, eval_every=20,
@@ -38,8 +38,9 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
+from course_lib.measures import PERCENTILES, activation_percentiles
 from course_lib.nn import as_found
-from course_lib.experiments.model_state import (
+from course_lib.experiments.lab.model_state import (
     check_probe,
     check_probe_batch,
     on_model,
@@ -55,57 +56,6 @@ __all__ = [
     "percentile_traces",
     "unit_input_percentiles",
 ]
-
-#: The percentiles of Ioffe & Szegedy's Fig. 1 (b-c).
-PERCENTILES: tuple[float, ...] = (15.0, 50.0, 85.0)
-
-
-def activation_percentiles(activations: np.ndarray, q: Sequence[float] = PERCENTILES) -> np.ndarray:
-    r"""Percentiles of each row: ``(steps, n)`` recorded values -> ``(steps, len(q))``.
-
-    Row :math:`t` holds one unit's input for the :math:`n` examples of the probe batch at
-    evaluation :math:`t`; the result's row :math:`t` holds its percentiles, in the order of
-    ``q``. Percentile :math:`q` of :math:`n` sorted values :math:`v_{(0)} \le \dots \le
-    v_{(n-1)}` interpolates linearly between neighbors at position :math:`h = (n-1)\,q/100`:
-
-    .. math::
-
-        P_q = v_{(\lfloor h 
-floor)} + (h - \lfloor h 
-floor)
-              \left(v_{(\lfloor h 
-floor + 1)} - v_{(\lfloor h 
-floor)}
-ight)
-
-    (numpy's default, ``np.percentile(..., method="linear")``, and ``torch.quantile``'s).
-
-    Args:
-        activations: ``(steps, n)`` array, ``n >= 1``.
-        q: percentiles in ``[0, 100]`` (15 means the 15th percentile, not 0.15).
-
-    Returns:
-        float64 array ``(steps, len(q))``.
-
-    Example:
-        >>> activation_percentiles(np.array([[0.0, 1.0, 2.0, 3.0, 4.0]]))
-        array([[0.6, 2. , 3.4]])
-    """
-    a = np.asarray(activations, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] == 0:
-        raise ValueError(
-            f"activation_percentiles: expected a 2D array (steps, n) with n >= 1 (got shape "
-            f"{a.shape})"
-        )
-    q_arr = np.asarray(q, dtype=np.float64)
-    if q_arr.ndim != 1 or np.any(~np.isfinite(q_arr)) or np.any((q_arr < 0) | (q_arr > 100)):
-        raise ValueError(
-            f"activation_percentiles: q must be percentiles between 0 and 100, such as "
-            f"(15, 50, 85) (got {q!r})"
-        )
-    # Percentiles of each row (axis=1), stacked as columns: (len(q), steps) -> (steps, len(q)).
-    return np.percentile(a, q_arr, axis=1).T
-
 
 def unit_input_percentiles(
     model: nn.Module,
@@ -123,7 +73,7 @@ def unit_input_percentiles(
     exactly as it was (:func:`course_lib.nn.as_found`).
 
     Args:
-        model: e.g. a :func:`course_lib.experiments.models.make_mlp` model.
+        model: e.g. a :func:`course_lib.experiments.lab.models.make_mlp` model.
         X: ``(N, features)`` probe batch; keep it fixed over training.
         layer: name of the submodule whose input is measured (``"act3"``: the last hidden
             sigmoid's input, :math:`\\tilde z^{[3]}` with BN before it, :math:`z^{[3]}` without).
@@ -199,7 +149,7 @@ def percentile_recorder(
     mode: str = "train",
     prefix: str = "",
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`: percentiles of unit inputs.
+    """A ``record(step, model)`` for :func:`course_lib.experiments.lab.training.train`: percentiles of unit inputs.
 
     Calls :func:`unit_input_percentiles` on the fixed batch ``X`` (one forward pass for all
     units) and returns one number per unit and percentile: keys ``"p15"``, ``"p50"``,
@@ -244,7 +194,7 @@ def percentile_traces(
     """The recorded percentiles as an array, rows in the order of ``history.eval_steps``.
 
     Args:
-        history: a :class:`course_lib.experiments.training.History` recorded with
+        history: a :class:`course_lib.experiments.lab.training.History` recorded with
             :func:`percentile_recorder` (same ``q`` and ``prefix``).
         units: ``None`` or an int for a recorder of one unit: returns
             ``(evaluations, len(q))``; the list given to the recorder (or part of it):

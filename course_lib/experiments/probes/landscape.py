@@ -21,9 +21,9 @@ said it would: the step size can be large without surprises.
 training step sees it: batch statistics and noisy BN's noise), with the same batch, running
 statistics and noise at every point, and leaves the model exactly as it was
 (:func:`course_lib.nn.as_found`); :func:`landscape_recorder` plugs
-it into :func:`course_lib.experiments.training.train`'s ``record`` hook.
+it into :func:`course_lib.experiments.lab.training.train`'s ``record`` hook.
 
-Example (``data``, ``model`` and ``train`` as in :mod:`course_lib.experiments.percentiles`):
+Example (``data``, ``model`` and ``train`` as in :mod:`course_lib.experiments.probes.percentiles`):
     >>> history = train(model, data, steps=200, lr=1.0, eval_every=20,
     ...                 record=landscape_recorder(data.X_train[:500], data.y_train[:500],
     ...                                           etas=np.linspace(0.2, 2, 10)))
@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.nn import as_found
-from course_lib.experiments.model_state import (
+from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
     check_every,
     check_probe,
@@ -245,7 +245,7 @@ def landscape_recorder(
     prefix: str = "",
     every: int = 1,
 ) -> Callable[[int, nn.Module], dict[str, float]]:
-    """A ``record(step, model)`` for :func:`course_lib.experiments.training.train`: the landscape probe.
+    """A ``record(step, model)`` for :func:`course_lib.experiments.lab.training.train`: the landscape probe.
 
     Calls :func:`probe_gradient_direction` on the fixed batch ``(X, y)`` and returns
     :meth:`GradientDirectionProbe.as_record`: ``loss0``, ``loss_min``, ``loss_max``,

@@ -224,7 +224,7 @@ def hidden_pre_activations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
         A list with one ``(N, widths[l-1])`` tensor per hidden layer, ``l = 1 .. L-1``.
 
     Example:
-        >>> from course_lib.experiments.data import load_digits_split
+        >>> from course_lib.experiments.lab.data import load_digits_split
         >>> data = load_digits_split(seed=0)
         >>> model = make_mlp(64, [100, 100, 100], 10, seed=0)
         >>> z_last = hidden_pre_activations(model, data.X_test)[-1]     # (450, 100)
@@ -237,7 +237,7 @@ def hidden_pre_activations(model: nn.Sequential, X: Tensor) -> list[Tensor]:
     if not acts:
         raise ValueError(
             "hidden_pre_activations: the model has no modules named act1, act2, ...; build it "
-            "with course_lib.experiments.models.make_mlp"
+            "with course_lib.experiments.lab.models.make_mlp"
         )
     inputs: list[Tensor] = []
     handles = [
