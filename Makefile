@@ -5,6 +5,8 @@
 #   make notebooks   re-execute every chapter in the reference environment and store its outputs
 #   make test-matrix run the notebooks and library tests under every kernel setting (maintainers)
 #   make setup       only create .venv and install the pinned requirements
+#   make evidence    run every claim on the claim seeds under two kernel settings and write
+#                    the book's evidence page (book/evidence.md; about N minutes on 2 cores)
 #   make bench       measure the course's speed against its budgets (~15 min on 2 cores):
 #                    writes _build/bench/results.md and results.json, fails on a missed budget.
 #                    Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--skip-tests"
@@ -26,7 +28,7 @@ MATRIX := "ATEN_CPU_CAPABILITY=default" "MKL_CBWR=COMPATIBLE" "ATEN_CPU_CAPABILI
           "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2" \
           "$(REFERENCE_ENV)"
 
-.PHONY: setup book test test-matrix notebooks bench clean chromium
+.PHONY: setup book test test-matrix notebooks evidence bench clean chromium
 
 setup: $(STAMP)
 
@@ -48,10 +50,10 @@ book: $(STAMP)
 # number that only one machine prints fails here instead of on an instructor's machine.
 BROWSER_TESTS := tests/test_book.py tests/test_site.py tests/test_live_kernel.py
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile \
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup \
 		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
 	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
-	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile notebooks
+	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup notebooks
 
 # Maintainers: notebooks and library tests (not the browser tests) under every setting.
 test-matrix: $(STAMP)
@@ -75,6 +77,10 @@ chromium:
 		     "(or set CHROMIUM_PATH to a Chromium binary)." >&2; \
 		exit 1; \
 	fi
+
+evidence: $(STAMP)
+	$(BIN)/python -m tools.evidence run
+	$(BIN)/python -m tools.evidence page
 
 notebooks: $(STAMP)
 	env $(REFERENCE_ENV) $(BIN)/python -m tools.notebooks execute $(NOTEBOOKS)

@@ -148,3 +148,12 @@ def offline_route():
         return route
 
     return make
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup``, keep every file's tests on one worker (as ``loadfile``
+    would: a notebook's cells share one kernel) unless a test names its own group, as the
+    claim tests do (one group per claim, so its seeds run once and its aggregate reuses them)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

@@ -1,0 +1,61 @@
+"""Every claim of the course, on the claim seeds: the same registry entries the notebooks run.
+
+For each claim in :mod:`course_lib.experiments.claims` there is one test per claim seed (its
+per-seed checks must hold there) and, for a claim stated as an aggregate, one test of its
+checks across the seeds. A claim runs once per seed and process: the outcomes are cached, and
+``make test`` keeps each claim's tests on one worker (``xdist_group``), so the aggregate test
+reuses the per-seed runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from course_lib.experiments import claims
+
+CLAIMS = claims.all_claims()
+_OUTCOMES: dict[tuple[str, int], claims.Outcome] = {}
+
+
+def outcome(c: claims.Claim, seed: int) -> claims.Outcome:
+    key = (c.id, seed)
+    if key not in _OUTCOMES:
+        _OUTCOMES[key] = c.run(seed)
+    return _OUTCOMES[key]
+
+
+def _marks(c: claims.Claim) -> list:
+    marks = [pytest.mark.xdist_group(f"claim-{c.id}")]
+    return marks + [pytest.mark.slow] if c.slow else marks
+
+
+@pytest.mark.parametrize("c, seed", [
+    pytest.param(c, seed, id=f"{c.id}-{seed}", marks=_marks(c))
+    for c in CLAIMS for seed in claims.CLAIM_SEEDS
+])
+def test_claim_holds_on_each_seed(c, seed):
+    o = outcome(c, seed)
+    assert o.holds, o.explain()
+
+
+@pytest.mark.parametrize("c", [
+    pytest.param(c, id=c.id, marks=_marks(c)) for c in CLAIMS if c.across_seeds is not None
+])
+def test_claim_holds_across_seeds(c):
+    verdict = c.judge(outcome(c, seed) for seed in claims.CLAIM_SEEDS)
+    assert all(check.holds for check in verdict.aggregate), verdict.explain()
+
+
+def test_every_claim_is_well_formed():
+    ids = [c.id for c in CLAIMS]
+    assert len(ids) == len(set(ids))
+    for c in CLAIMS:
+        assert 1 <= c.chapter <= 9, c.id
+        assert c.statement.endswith("."), c.id
+
+
+def test_a_failing_check_says_what_failed():
+    check = claims.below("spread ratio", 2.6, 2.5)
+    assert not check.holds
+    assert "2.6 < 2.5" in str(check)
+    assert claims.above("nan", float("nan"), 0).margin == float("-inf")
