@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.notebooks import colab_cell_source
+from tools.notebooks import install_cell_source
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -89,12 +89,12 @@ class TestPortableOutputs:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 class TestChapterSkeleton:
-    def test_opens_with_the_colab_install_cell(self, path):
+    def test_opens_with_the_install_cell(self, path):
         first = load(path)["cells"][0]
         assert first["cell_type"] == "code"
-        assert source(first) == colab_cell_source(), (
-            f"{path.name}: the first cell must be the Colab install cell; "
-            "print it with `python -m tools.notebooks colab-cell`"
+        assert source(first) == install_cell_source(), (
+            f"{path.name}: the first cell must be the install cell; "
+            "write it with `python -m tools.notebooks write-install-cell notebooks/*.ipynb`"
         )
         assert "remove-cell" in first["metadata"].get("tags", [])
 
@@ -164,36 +164,39 @@ class TestChapterSkeleton:
             assert state and state["state"], f"{path.name}: widgets without stored state"
 
 
-def _run_colab_cell(python: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_")}
+def _run_install_cell(python: str, env_extra: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_") and k != "PYTHONPATH"}
     env.update(env_extra)
     return subprocess.run(
-        [python, "-c", colab_cell_source()], env=env, capture_output=True, text=True, timeout=600
+        [python, "-c", install_cell_source()], env=env, capture_output=True, text=True,
+        timeout=600, cwd=cwd,
     )
 
 
-def test_colab_cell_does_nothing_outside_colab():
-    # A python whose pip would fail proves pip is never called: the guard is off.
-    result = _run_colab_cell(sys.executable, {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/nonexistent"})
+def test_install_cell_does_nothing_where_course_lib_is_installed(tmp_path):
+    # A pip that would fail proves pip is never called: course_lib is importable here.
+    result = _run_install_cell(sys.executable, {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/nonexistent"},
+                               cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
 
 
-def test_colab_cell_installs_course_lib_when_on_colab(tmp_path):
+def test_install_cell_installs_course_lib_where_it_is_missing(tmp_path):
     # A fresh environment that sees the test environment's packages (torch, numpy, ...) but not
-    # course_lib; the forced-on cell must install course_lib into it from a local path.
-    env_dir = tmp_path / "colab"
+    # course_lib, as a downloaded notebook meets a learner's own Jupyter; the cell must
+    # install course_lib into it from a local path.
+    env_dir = tmp_path / "fresh"
     venv.EnvBuilder(system_site_packages=False, with_pip=True).create(env_dir)
     python = str(env_dir / "bin" / "python")
     site = next(p for p in sys.path if p.endswith("site-packages"))
     pth = next((env_dir / "lib").glob("python3*/site-packages"))
     # Expose the outer site-packages without its editable course_lib finder.
     (pth / "outer.pth").write_text(site + "\n")
-    result = _run_colab_cell(
-        python,
-        {"COURSE_FORCE_COLAB_INSTALL": "1", "COURSE_LIB_SOURCE": str(ROOT), "PIP_NO_BUILD_ISOLATION": "1"},
+    result = _run_install_cell(
+        python, {"COURSE_LIB_SOURCE": str(ROOT), "PIP_NO_BUILD_ISOLATION": "1"}, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Installing course_lib from" in result.stdout
     where = subprocess.run(
         [python, "-c", "import course_lib, course_lib.batchnorm; print(course_lib.__file__)"],
         capture_output=True, text=True, cwd=tmp_path,

@@ -8,7 +8,8 @@ only real changes.
 Usage::
 
     python -m tools.notebooks execute notebooks/*.ipynb
-    python -m tools.notebooks colab-cell      # print the install cell for _config.yml's repo
+    python -m tools.notebooks install-cell    # print the install cell for _config.yml's repo
+    python -m tools.notebooks write-install-cell notebooks/*.ipynb   # put it in every chapter
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ import time
 from pathlib import Path
 
 #: Marks the first cell of every chapter. Tests find the cell by this line.
-COLAB_MARKER = "# Colab only: install course_lib"
+INSTALL_MARKER = "# Install course_lib where it is missing"
 
-_COLAB_CELL = '''\
-{marker} (on Binder and locally it is already installed).
-import os, sys
-if "google.colab" in sys.modules or os.environ.get("COURSE_FORCE_COLAB_INSTALL"):
-    import subprocess
+# The first cell of every chapter. It does nothing where course_lib can be imported (a clone
+# with `make setup`, Binder); elsewhere (Colab, a notebook downloaded from the site, a fresh
+# Jupyter) it installs course_lib from the repository named in _config.yml.
+# COURSE_LIB_SOURCE points it at another source (the tests use a local copy).
+_INSTALL_CELL = '''\
+{marker}: Colab, a downloaded notebook, a fresh Jupyter.
+import importlib, importlib.util, os, subprocess, sys
+if importlib.util.find_spec("course_lib") is None:
     source = os.environ.get("COURSE_LIB_SOURCE", "git+{url}@{branch}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)'''
+    print(f"Installing course_lib from {{source}} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)
+    importlib.invalidate_caches()'''
 
 
 def repository() -> tuple[str, str]:
@@ -39,10 +45,25 @@ def repository() -> tuple[str, str]:
     return config["repository"]["url"], config["repository"]["branch"]
 
 
-def colab_cell_source() -> str:
-    """The source of the Colab install cell that opens every chapter notebook."""
+def install_cell_source() -> str:
+    """The source of the install cell that opens every chapter notebook."""
     url, branch = repository()
-    return _COLAB_CELL.format(marker=COLAB_MARKER, url=url, branch=branch)
+    return _INSTALL_CELL.format(marker=INSTALL_MARKER, url=url, branch=branch)
+
+
+def write_install_cell(paths: list[Path]) -> None:
+    """Make the first cell of each notebook the current install cell (sources only)."""
+    import nbformat
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        first = nb.cells[0]
+        if first.cell_type != "code" or not first.source.startswith("# "):
+            raise SystemExit(f"{path}: the first cell is not the install cell")
+        if first.source != install_cell_source():
+            first.source = install_cell_source()
+            nbformat.write(nb, path)
+            print(f"{path}: install cell updated")
 
 
 def _repo_root() -> Path:
@@ -78,14 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("execute", help="execute notebooks in place, storing outputs")
     run.add_argument("paths", nargs="+", type=Path)
-    commands.add_parser("colab-cell", help="print the Colab install cell")
+    commands.add_parser("install-cell", help="print the install cell")
+    write = commands.add_parser("write-install-cell",
+                                help="make the first cell of each notebook the install cell")
+    write.add_argument("paths", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.command == "execute":
         # Same hash seed on every machine, so set iteration order can't change an output.
         os.environ.setdefault("PYTHONHASHSEED", "0")
         execute(args.paths)
+    elif args.command == "write-install-cell":
+        write_install_cell(args.paths)
     else:
-        print(colab_cell_source())
+        print(install_cell_source())
     return 0
 
 
