@@ -3,6 +3,8 @@
 #   make test   set everything up and run the whole test suite (what .ci/run calls)
 # Other targets:
 #   make notebooks   re-execute every chapter in the reference environment and store its outputs
+#   make test-envs   run every chapter in a Colab-like runtime, in Binder's environment and on
+#                    the declared floors (fresh virtual environments; CI runs it after make test)
 #   make test-matrix run the notebooks and library tests under every kernel setting (maintainers)
 #   make setup       only create .venv and install the pinned requirements
 #   make evidence    run every claim on the claim seeds under two kernel settings and write
@@ -28,7 +30,7 @@ MATRIX := "ATEN_CPU_CAPABILITY=default" "MKL_CBWR=COMPATIBLE" "ATEN_CPU_CAPABILI
           "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2" \
           "$(REFERENCE_ENV)"
 
-.PHONY: setup book test test-matrix notebooks evidence bench clean chromium
+.PHONY: setup book test test-envs test-matrix notebooks evidence bench clean chromium
 
 setup: $(STAMP)
 
@@ -54,6 +56,12 @@ test: $(STAMP) chromium
 		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
 	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
 	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup notebooks
+
+# The learners' environments (tests/test_environments.py): each a fresh virtual environment
+# built from its own file (tests/envs/colab.txt, binder/, tests/envs/floors.txt) that runs
+# every chapter; the Colab-like one runs them as downloaded from the built site.
+test-envs: $(STAMP) book
+	$(BIN)/python -m pytest -p no:cacheprovider --envs -n 2 --dist loadgroup tests/test_environments.py
 
 # Maintainers: notebooks and library tests (not the browser tests) under every setting.
 test-matrix: $(STAMP)

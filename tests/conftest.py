@@ -150,10 +150,23 @@ def offline_route():
     return make
 
 
+def pytest_addoption(parser):
+    parser.addoption("--envs", action="store_true",
+                     help="run the environment tests (tests/test_environments.py; make test-envs)")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup``, keep every file's tests on one worker (as ``loadfile``
+    """The environment tests build virtual environments and run every chapter in each (minutes):
+    they run only with ``--envs`` (``make test-envs``, which CI runs after ``make test``).
+
+    Under ``--dist loadgroup``, keep every file's tests on one worker (as ``loadfile``
     would: a notebook's cells share one kernel) unless a test names its own group, as the
     claim tests do (one group per claim, so its seeds run once and its aggregate reuses them)."""
+    if not config.getoption("--envs"):
+        skipped = [i for i in items if i.get_closest_marker("envs")]
+        if skipped:
+            config.hook.pytest_deselected(items=skipped)
+            items[:] = [i for i in items if not i.get_closest_marker("envs")]
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
