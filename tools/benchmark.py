@@ -23,6 +23,9 @@ naming the misses. Sections (``--only`` picks some):
                memory the forward cache holds relative to the input (budget: <= 2x).
 ``training``   a full SGD step of the chapter 3 network with ``course_lib.nn.BatchNorm1d``
                against ``torch.nn.BatchNorm1d`` (budget: < 2x).
+``claims``     each registered claim (``course_lib.experiments.claims``) run for the first
+               claim seed on one thread, as the tests run it (budget: < 10 s a seed; the
+               tests run every claim on ten seeds, so this keeps them within CI's budget).
 
 Statistics. Whole-program timings (notebooks, book) are medians over repeated runs:
 they are what a learner waits for, noise included. Micro-benchmarks (batchnorm, backward,
@@ -56,7 +59,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-SECTIONS = ("notebooks", "memory", "tests", "book", "batchnorm", "backward", "training")
+SECTIONS = ("notebooks", "memory", "tests", "book", "batchnorm", "backward", "training",
+            "claims")
 
 #: Budgets by name: (comparison, limit, unit). A value passes when ``value <op> limit``.
 BUDGETS: dict[str, tuple[str, float, str]] = {
@@ -67,6 +71,7 @@ BUDGETS: dict[str, tuple[str, float, str]] = {
     "cache_vs_input": ("<=", 2.0, "x"),
     "train_step_vs_torch": ("<", 2.0, "x"),
     "notebook_memory": ("<", 2048.0, "MB"),
+    "claim_seed": ("<", 10.0, "s"),
 }
 
 #: Shapes of the batchnorm micro-benchmark: (N, D) for BatchNorm1d, (N, C, H, W) for 2d.
@@ -596,6 +601,28 @@ def bench_training(repeats: int, steps_per_block_s: float = 0.1) -> list[Result]
 # --------------------------------------------------------------------------------------------
 
 
+def bench_claims() -> list[Result]:
+    """Each claim's run for one seed, on one thread (as ``tests/test_claims.py`` runs it)."""
+    import torch
+
+    from course_lib.experiments import claims
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = []
+    try:
+        for c in claims.all_claims():
+            start = time.perf_counter()
+            outcome = c.run(claims.CLAIM_SEEDS[0])
+            secs = time.perf_counter() - start
+            out.append(result("claims", f"chapter {c.chapter}: {c.id}", secs, "s", "claim_seed",
+                              f"seed {outcome.seed}, one run",
+                              "holds" if outcome.holds else "does NOT hold on this seed"))
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
 def _merge(old: list[dict[str, Any]], new: list[Result], ran: set[str]) -> list[Result]:
     """New results for the sections that ran; earlier ones, unchanged, for the rest."""
     kept = [Result(**d) for d in old if d.get("section") not in ran]
@@ -646,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     if "backward" in ran:
         print("compact vs graph backward ...", flush=True)
         new += bench_backward(shapes, micro_repeats)
+    if "claims" in ran:
+        print("claims ...", flush=True)
+        new += bench_claims()
     if "notebooks" in ran or "memory" in ran:
         print("notebooks ...", flush=True)
         new += bench_notebooks(notebooks(root), 1 if quick else 3, "notebooks" in ran,
