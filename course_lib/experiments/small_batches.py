@@ -155,7 +155,7 @@ def small_batch_norms(settings: SweepSettings, seed: int) -> claims.Evidence:
             claims.above("layer norm at 2 minus at 32",
                          n("layer norm at 2") - n("layer norm at 32"), -0.03),
             claims.above("batch renorm minus batch norm at 2",
-                         n("batch renorm at 2") - n("batch norm at 2"), 0.08),
+                         n("batch renorm at 2") - n("batch norm at 2"), 0.05),
             claims.above("group norm minus batch renorm at 2",
                          n("group norm at 2") - n("batch renorm at 2"), 0.02),
         ],

@@ -250,9 +250,9 @@ def train(
             :data:`PROGRESS_MIN_STEPS` steps.
         train_mode: ``train_mode(model)`` puts the model in the mode it trains in, once,
             before the first step; ``None`` means ``model.train()``. Evaluations leave each
-            submodule's mode as they found it. Chapter 8 passes
-            :func:`course_lib.experiments.small_batches.frozen_statistics`, which keeps the
-            batch norm layers in evaluation mode (frozen statistics) while the rest trains.
+            submodule's mode as they found it. Chapter 8's fine-tuning passes a function that
+            calls ``model.train()`` and then puts every batch norm layer back in evaluation
+            mode: frozen statistics, while the rest trains.
 
     Returns:
         A :class:`History`.
