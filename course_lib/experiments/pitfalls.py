@@ -59,7 +59,9 @@ def _relative(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def accumulate_gradients(kind: str, settings: AccumulationSettings, seed: int = 0) -> dict[str, float]:
+def accumulate_gradients(
+    kind: str, settings: AccumulationSettings, seed: int = 0
+) -> dict[str, float]:
     """One training step on a batch, two ways, from the same network: the whole batch at once,
     and the batch split into micro-batches whose gradients are accumulated (each micro-batch
     loss divided by their number, the usual recipe).
@@ -104,7 +106,9 @@ def accumulate_gradients(kind: str, settings: AccumulationSettings, seed: int = 
     settings=AccumulationSettings(),
     section="pitfalls",
 )
-def accumulation_is_not_a_larger_batch(settings: AccumulationSettings, seed: int) -> claims.Evidence:
+def accumulation_is_not_a_larger_batch(
+    settings: AccumulationSettings, seed: int
+) -> claims.Evidence:
     runs = {kind: accumulate_gradients(kind, settings, seed) for kind in settings.kinds}
     numbers = {f"{kind}: {what}": v for kind, r in runs.items() for what, v in r.items()
                if not (kind != "batch" and what == "running mean")}
