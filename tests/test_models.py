@@ -1,4 +1,5 @@
-"""Tests for course_lib/experiments/models.py: the MLP builder and its helpers."""
+"""Tests for course_lib/experiments/lab/models.py: the MLP builder, the one way to name a
+normalization layer (norm_factory) and the helpers."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from torch import nn
 import course_lib.nn
 from course_lib.nn import batchnorm_layers
 from course_lib.experiments.lab.models import (
+    DEFAULT_NORM_IMPL,
+    NORM_KINDS,
     count_parameters,
     hidden_pre_activations,
     make_mlp,
+    norm_factory,
 )
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -113,6 +117,59 @@ def test_count_parameters_skips_frozen_and_buffers():
 def test_bn_impl_default_is_course_lib_and_torch_on_request():
     assert all(type(m) is course_lib.nn.BatchNorm1d for m in _bn_modules(make_mlp(4, [5, 6], 3, bn="before")))
     assert all(type(m) is nn.BatchNorm1d for m in _bn_modules(make_mlp(4, [5, 6], 3, bn="after", bn_impl="torch")))
+
+
+@pytest.mark.parametrize("impl", ["course_lib", "torch"])
+@pytest.mark.parametrize("kind, options, dense_type, conv_type", [
+    ("batch", {}, "BatchNorm1d", "BatchNorm2d"),
+    ("layer", {}, "LayerNorm", "GroupNorm"),
+    ("group", {"groups": 2}, "GroupNorm", "GroupNorm"),
+])
+def test_norm_factory_names_kind_and_implementation(impl, kind, options, dense_type, conv_type):
+    lib = course_lib.nn if impl == "course_lib" else nn
+    dense = norm_factory(kind, impl, **options)(6)
+    conv = norm_factory(kind, impl, spatial=True, **options)(6)
+    assert type(dense) is getattr(lib, dense_type)
+    assert type(conv) is getattr(lib, conv_type)
+    assert dense(torch.randn(4, 6)).shape == (4, 6)
+    assert conv(torch.randn(4, 6, 3, 3)).shape == (4, 6, 3, 3)
+
+
+def test_norm_factory_defaults_and_options():
+    assert DEFAULT_NORM_IMPL == "course_lib"
+    assert type(norm_factory()(5)) is course_lib.nn.BatchNorm1d
+    assert norm_factory("batch", momentum=0.01)(5).momentum == 0.01
+    assert type(norm_factory("renorm", warmup_steps=3)(5)) is course_lib.nn.BatchRenorm1d
+    assert norm_factory("renorm", warmup_steps=3)(5).warmup_steps == 3
+    assert norm_factory("none") is None
+    assert set(NORM_KINDS) == {"batch", "renorm", "layer", "group", "none"}
+
+
+def test_norm_factory_layer_norm_of_conv_maps_is_layer_norm():
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    conv_ln = norm_factory("layer", spatial=True)(4).double()
+    assert torch.allclose(conv_ln(x), course_lib.nn.layer_norm(x, (4, 5, 5)), atol=1e-12)
+
+
+def test_make_mlp_takes_any_kind_from_norm_factory():
+    model = make_mlp(4, [6], 3, bn="before", bn_impl=norm_factory("group", groups=3))
+    assert type(model.bn1) is course_lib.nn.GroupNorm
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (("weight",), ValueError, "unknown kind"),
+    (("batch", "keras"), ValueError, "impl must be 'course_lib'"),
+    (("renorm", "torch"), ValueError, "no batch renormalization"),
+    (("group",), ValueError, "needs groups="),
+])
+def test_norm_factory_refuses_what_it_cannot_build(args, error, match):
+    with pytest.raises(error, match=match):
+        norm_factory(*args)
+
+
+def test_norm_factory_refuses_groups_for_other_kinds():
+    with pytest.raises(ValueError, match="for kind='group' only"):
+        norm_factory("batch", groups=2)
 
 
 def test_bn_impl_callable():

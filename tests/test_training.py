@@ -320,3 +320,19 @@ def test_bn_reaches_90_percent_several_times_faster(seed):
         steps[bn] = history.steps_to_reach(CLAIM_TARGET)
     assert steps["before"] is not None and steps[None] is not None, steps
     assert steps[None] >= CLAIM_MIN_RATIO * steps["before"], steps
+
+
+def test_train_mode_hook_sets_the_mode_the_model_trains_in(digits):
+    # Chapter 8's frozen statistics: the BN layer stays in eval mode, so its running
+    # statistics do not move, while gamma and beta still learn.
+    model = make_mlp(64, [10], 10, bn="before", seed=0)
+    before = model.bn1.running_mean.clone()
+
+    def bn_frozen(m: nn.Module) -> None:
+        m.train()
+        m.bn1.eval()
+
+    train(model, digits, steps=3, lr=0.1, batch_size=8, eval_every=1, train_mode=bn_frozen)
+    assert torch.equal(model.bn1.running_mean, before)
+    with pytest.raises(TypeError, match="train_mode must be a callable"):
+        train(model, digits, steps=1, lr=0.1, train_mode="eval")

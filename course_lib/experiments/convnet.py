@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib.experiments.lab.models import DEFAULT_NORM_IMPL, NORM_IMPLS, norm_factory
+
 __all__ = ["NORMS", "conv_bias_gradients", "conv_layers", "make_convnet", "norm_layers"]
 
 #: The names ``make_convnet(norm=...)`` accepts, and what they build for ``C`` channels.
@@ -49,7 +51,7 @@ def make_convnet(
     norm: str | Callable[[int], nn.Module] | None = "batch",
     *,
     bias: bool | None = None,
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
     in_channels: int = 1,
     image_size: int = 8,
     n_classes: int = 10,
@@ -163,12 +165,8 @@ def _norm_factory(norm: object, bn_impl: str) -> Callable[[int], nn.Module] | No
     if norm is None or norm == "none":
         return None
     if norm == "batch":
-        if bn_impl == "course_lib":
-            from course_lib.nn import BatchNorm2d
-
-            return BatchNorm2d
-        if bn_impl == "torch":
-            return nn.BatchNorm2d
+        if bn_impl in NORM_IMPLS:
+            return norm_factory("batch", bn_impl, spatial=True)
         raise ValueError(
             f"make_convnet: bn_impl must be 'course_lib' or 'torch' (got {bn_impl!r})"
         )

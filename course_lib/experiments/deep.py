@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.experiments.lab.data import Split
-from course_lib.experiments.lab.models import bn_factory, make_mlp
+from course_lib.experiments.lab.models import make_mlp, norm_factory
 from course_lib.experiments.lab.training import History, train
 
 __all__ = [
@@ -259,7 +259,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int, zero_gamma: bool, bn_impl: str = "torch") -> None:
         super().__init__()
-        bn = bn_factory(bn_impl)
+        bn = norm_factory("batch", bn_impl)
         self.linear1 = nn.Linear(width, width, bias=False)
         self.bn1 = bn(width)
         self.linear2 = nn.Linear(width, width, bias=False)
@@ -289,7 +289,7 @@ def make_residual_mlp(
         raise ValueError(
             f"make_residual_mlp: bn_impl must be 'course_lib' or 'torch' (got {bn_impl!r})"
         )
-    bn = bn_factory(bn_impl)
+    bn = norm_factory("batch", bn_impl)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         layers: OrderedDict[str, nn.Module] = OrderedDict(

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from course_lib import _checks
 from course_lib.activations import sigmoid_regimes
 from course_lib.experiments.lab.data import load_digits_split
-from course_lib.experiments.lab.models import hidden_pre_activations, make_mlp
+from course_lib.experiments.lab.models import DEFAULT_NORM_IMPL, hidden_pre_activations, make_mlp
 from course_lib.nn import batchnorm_layers
 from course_lib.experiments.lab.training import History, Recorder, train
 
@@ -71,7 +71,7 @@ def digits_network(
     *,
     seed: int = 0,
     init_scale: float | None = None,
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
 ) -> nn.Sequential:
     """The chapter's network, ``64 -> 100 -> 100 -> 100 -> 10`` with sigmoid units.
 
@@ -101,7 +101,7 @@ def digits_run(
     optimizer: str = "sgd",
     eval_every: int = 10,
     target: float | None = None,
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
     record: Recorder | Sequence[Recorder] | None = None,
 ) -> History:
     """Train a fresh :func:`digits_network` on the digits split ``seed``.
@@ -192,7 +192,7 @@ def compare_positions(
     target: float | None = None,
     init_scale: float | None = None,
     optimizer: str = "sgd",
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
 ) -> dict[str | None, History]:
     """The same run for each batch norm position: ``{position: History}``.
 
@@ -261,7 +261,7 @@ def lr_sweep(
     max_steps: int = 1000,
     eval_every: int = 20,
     init_scale: float | None = None,
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
 ) -> list[SweepRow]:
     """Steps to ``target`` test accuracy for each learning rate and batch norm position.
 
@@ -303,7 +303,7 @@ def init_scale_sweep(
     target: float = 0.9,
     max_steps: int = 1000,
     eval_every: int = 20,
-    bn_impl: str = "course_lib",
+    bn_impl: str = DEFAULT_NORM_IMPL,
 ) -> list[SweepRow]:
     """Steps to ``target`` test accuracy for each initial weight scale and BN position.
 

@@ -24,6 +24,11 @@ Modules are named after the lecture's layer index, so a notebook can write ``mod
       (output): Linear(in_features=100, out_features=10, bias=True)
     )
 
+Normalization layers are named one way everywhere, by kind and implementation:
+:func:`norm_factory` (``norm_factory("group", groups=10)``) returns ``width -> layer``, the
+factory ``make_mlp(bn_impl=...)`` and :func:`course_lib.experiments.convnet.make_convnet`
+accept; :data:`DEFAULT_NORM_IMPL` is the one default implementation.
+
 Helpers: :func:`count_parameters` and :func:`hidden_pre_activations` (the inputs
 ``z_tilde[l]`` of each activation, e.g. for percentile plots). The batch norm layers of a
 model are :func:`course_lib.nn.batchnorm_layers`; :func:`course_lib.nn.as_found` borrows a
@@ -32,6 +37,7 @@ model in eval mode and gives it back as it was.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -40,14 +46,18 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import BatchNorm1d, as_found
+from course_lib import nn as cnn
+from course_lib.nn import as_found
 
 __all__ = [
     "ACTIVATIONS",
+    "DEFAULT_NORM_IMPL",
+    "NORM_IMPLS",
+    "NORM_KINDS",
     "count_parameters",
     "hidden_pre_activations",
-    "bn_factory",
     "make_mlp",
+    "norm_factory",
 ]
 
 #: Activations by name for ``make_mlp(activation=...)``.
@@ -58,7 +68,90 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 _BN_POSITIONS = ("before", "after", None)
-_BN_IMPLS = ("course_lib", "torch")
+
+#: The normalizations :func:`norm_factory` builds: what a value is normalized with (chapter 8).
+NORM_KINDS = ("batch", "renorm", "layer", "group", "none")
+#: Who wrote the layer: ``"course_lib"`` (from scratch, :mod:`course_lib.nn`) or ``"torch"``
+#: (:mod:`torch.nn`). The two compute the same thing (the tests hold them to each other).
+NORM_IMPLS = ("course_lib", "torch")
+#: The one default implementation, everywhere a model is built: the course's own layers.
+DEFAULT_NORM_IMPL = "course_lib"
+
+
+def norm_factory(
+    kind: str = "batch",
+    impl: str = DEFAULT_NORM_IMPL,
+    *,
+    spatial: bool = False,
+    groups: int | None = None,
+    **options: object,
+) -> Callable[[int], nn.Module] | None:
+    """The one way to name a normalization layer: its kind and its implementation.
+
+    Returns a factory ``width -> layer`` (``width`` = features of a dense layer, channels of a
+    convolutional one), or ``None`` for ``kind="none"`` (no layer at all).
+
+    ==========  ==========================================  =============================
+    ``kind``    normalizes each value with                  layer (``spatial=True``)
+    ==========  ==========================================  =============================
+    ``batch``   its unit, across the batch                  ``BatchNorm1d`` (``2d``)
+    ``renorm``  the same, corrected towards the running     ``BatchRenorm1d`` (``2d``),
+                statistics (batch renormalization)          ``course_lib`` only
+    ``layer``   its example, across all its units           ``LayerNorm(width)``
+                                                            (``GroupNorm(1, C)``)
+    ``group``   its example, across its group of units      ``GroupNorm(groups, width)``
+    ``none``    nothing                                     ``None``
+    ==========  ==========================================  =============================
+
+    Args:
+        kind: one of :data:`NORM_KINDS`.
+        impl: ``"course_lib"`` (the default, :data:`DEFAULT_NORM_IMPL`) or ``"torch"``.
+        spatial: ``True`` for ``(N, C, H, W)`` inputs of a conv net (layer norm then
+            normalizes each example over its channels and positions, with one ``gamma`` per
+            channel: ``GroupNorm(1, C)``).
+        groups: number of groups, required for ``kind="group"`` (it must divide ``width``).
+        **options: passed to the layer, e.g. ``momentum=0.01`` for batch norm or
+            ``warmup_steps=`` for batch renorm.
+
+    Example:
+        >>> norm_factory("group", groups=10)(100)
+        GroupNorm(10, 100, eps=1e-05, affine=True)
+        >>> type(norm_factory("batch", "torch")(100)).__name__
+        'BatchNorm1d'
+    """
+    if kind not in NORM_KINDS:
+        raise ValueError(f"norm_factory: unknown kind {kind!r}; use one of {NORM_KINDS}")
+    if impl not in NORM_IMPLS:
+        raise ValueError(
+            f"norm_factory: impl must be 'course_lib' (the course's from-scratch layers) or "
+            f"'torch' (torch.nn's) (got {impl!r})"
+        )
+    if (groups is None) == (kind == "group"):
+        raise ValueError(
+            "norm_factory: group norm needs groups=G (a divisor of the width)"
+            if kind == "group" else
+            f"norm_factory: groups= is for kind='group' only (got kind={kind!r})"
+        )
+    if kind == "none":
+        if options:
+            raise ValueError(f"norm_factory: kind='none' takes no options (got {sorted(options)})")
+        return None
+    lib = cnn if impl == "course_lib" else nn
+    if kind == "batch":
+        layer = lib.BatchNorm2d if spatial else lib.BatchNorm1d
+    elif kind == "renorm":
+        if impl != "course_lib":
+            raise ValueError(
+                "norm_factory: torch.nn has no batch renormalization; use impl='course_lib'"
+            )
+        layer = cnn.BatchRenorm2d if spatial else cnn.BatchRenorm1d
+    elif kind == "group":
+        layer = functools.partial(lib.GroupNorm, groups)
+    elif spatial:  # layer norm of a conv net's (C, H, W): one group of all channels
+        layer = functools.partial(lib.GroupNorm, 1)
+    else:
+        layer = lib.LayerNorm
+    return functools.partial(layer, **options) if options else layer
 
 
 def make_mlp(
@@ -67,7 +160,7 @@ def make_mlp(
     out_features: int,
     activation: str | Callable[[], nn.Module] = "sigmoid",
     bn: str | None = None,
-    bn_impl: str | Callable[[int], nn.Module] = "course_lib",
+    bn_impl: str | Callable[[int], nn.Module] = DEFAULT_NORM_IMPL,
     init_scale: float | None = None,
     dropout: float = 0.0,
     seed: int | None = None,
@@ -98,10 +191,12 @@ def make_mlp(
             ``nn.GELU`` (any callable that returns a new module when called with no
             arguments).
         bn: ``"before"`` the activation (the lecture's order), ``"after"`` it, or ``None``.
-        bn_impl: ``"course_lib"`` uses :class:`course_lib.nn.BatchNorm1d` (written from
-            scratch), ``"torch"`` uses :class:`torch.nn.BatchNorm1d`; they are drop-in
-            replacements for each other. A callable ``bn_impl(num_features) -> nn.Module``
-            builds any other normalization layer (e.g. ``functools.partial(BatchNorm1d,
+        bn_impl: the batch norm layer's implementation, ``"course_lib"`` (the default,
+            :class:`course_lib.nn.BatchNorm1d`, written from scratch) or ``"torch"``
+            (:class:`torch.nn.BatchNorm1d`): ``norm_factory("batch", bn_impl)``. They are
+            drop-in replacements for each other. For another normalization pass its factory,
+            ``norm_factory("group", groups=10)``, or any callable
+            ``bn_impl(num_features) -> nn.Module`` (e.g. ``functools.partial(BatchNorm1d,
             momentum=None)``).
         init_scale: if given, every ``Linear`` weight is drawn from ``N(0, init_scale^2)``
             and every bias is set to 0 (for the weight-initialization sweep). ``None`` keeps
@@ -136,7 +231,7 @@ def make_mlp(
             f"'after' (Linear -> activation -> BN) or None (got {bn!r})"
         )
     _check_bn_impl(bn_impl)
-    make_bn = bn_factory(bn_impl) if bn is not None else None
+    make_bn = norm_factory("batch", bn_impl) if isinstance(bn_impl, str) else bn_impl
     if init_scale is not None:
         if not _checks.is_real(init_scale):
             raise TypeError(
@@ -277,7 +372,7 @@ def _activation_factory(activation: object) -> Callable[[], nn.Module]:
 
 def _check_bn_impl(bn_impl: object) -> None:
     if isinstance(bn_impl, str):
-        if bn_impl in _BN_IMPLS:
+        if bn_impl in NORM_IMPLS:
             return
     elif isinstance(bn_impl, nn.Module):
         raise TypeError(
@@ -290,13 +385,3 @@ def _check_bn_impl(bn_impl: object) -> None:
         f"make_mlp: bn_impl must be 'course_lib' (from-scratch course_lib.nn.BatchNorm1d), "
         f"'torch' (torch.nn.BatchNorm1d) or a callable bn_impl(num_features) (got {bn_impl!r})"
     )
-
-
-def bn_factory(bn_impl: str | Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
-    """The batch norm layer class for ``bn_impl``: ``"course_lib"``, ``"torch"`` or a callable
-    ``num_features -> module`` (returned as it is)."""
-    if bn_impl == "course_lib":
-        return BatchNorm1d
-    if bn_impl == "torch":
-        return nn.BatchNorm1d
-    return bn_impl  # a callable, checked by _check_bn_impl

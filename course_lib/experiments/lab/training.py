@@ -204,6 +204,7 @@ def train(
     record: Recorder | Sequence[Recorder] | None = None,
     stop_at_test_acc: float | None = None,
     progress: bool | None = None,
+    train_mode: Callable[[nn.Module], object] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` with mini-batch gradient descent on the cross-entropy loss.
 
@@ -247,6 +248,11 @@ def train(
             least this (e.g. ``0.9``), so "steps to reach 90%" costs only those steps.
         progress: show a ``tqdm`` progress bar; ``None`` shows it for runs of at least
             :data:`PROGRESS_MIN_STEPS` steps.
+        train_mode: ``train_mode(model)`` puts the model in the mode it trains in, once,
+            before the first step; ``None`` means ``model.train()``. Evaluations leave each
+            submodule's mode as they found it. Chapter 8's fine-tuning passes a function that
+            calls ``model.train()`` and then puts every batch norm layer back in evaluation
+            mode: frozen statistics, while the rest trains.
 
     Returns:
         A :class:`History`.
@@ -293,6 +299,11 @@ def train(
         )
     if progress is None:
         progress = steps >= PROGRESS_MIN_STEPS
+    if train_mode is not None and not callable(train_mode):
+        raise TypeError(
+            f"train: train_mode must be a callable train_mode(model) or None (got "
+            f"{type(train_mode).__name__})"
+        )
 
     params = list(model.parameters())
     if not params:
@@ -351,7 +362,10 @@ def train(
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed + 1)  # +1: not the same stream as the batch order
-        model.train()
+        if train_mode is None:
+            model.train()
+        else:
+            train_mode(model)
         step = 0
         bar = _progress_bar(steps, progress)
         try:
