@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.experiments.batch_noise import (
+from course_lib.experiments.probes.batch_noise import (
     batch_mean_spread,
     batch_var_spread,
     output_spread,

@@ -19,11 +19,11 @@ from course_lib.calibration import recalibrate_bn
 from course_lib.nn import batchnorm_layers
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.fold import fold_model
-from course_lib.experiments.inference import batch_dependence, predict_in_batches
+from course_lib.experiments.probes.inference import batch_dependence, predict_in_batches
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.nn import batch_norm
 from course_lib.normalize import Standardizer
-from course_lib.experiments.population_gap import gap_recorder, population_gap
+from course_lib.experiments.probes.population_gap import gap_recorder, population_gap
 from course_lib.experiments.momentum import (
     ema_noise_theory,
     momentum_tradeoff,

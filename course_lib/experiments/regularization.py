@@ -3,7 +3,7 @@ r"""Batch norm as a (slight) regularizer (chapter 5): the train/test gap on a sm
 In training mode batch norm normalizes every example with the mean :math:`\mu^{\{t\}}` and
 variance :math:`\sigma^{2\{t\}}` of its own mini-batch, so each hidden value
 :math:`\tilde z^{(i)}` carries a little noise that depends on the batch-mates
-(:mod:`course_lib.experiments.batch_noise`). Noise during training can act like a regularizer: the
+(:mod:`course_lib.experiments.probes.batch_noise`). Noise during training can act like a regularizer: the
 network cannot rely on exact values, as with dropout. The lecture calls the effect *slight*,
 and smaller for larger mini-batches, whose statistics are closer to the population's (the
 noise of :math:`\mu^{\{t\}}` falls like :math:`\sigma/\sqrt m`).
