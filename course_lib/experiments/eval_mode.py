@@ -369,8 +369,11 @@ class Calibrated:
 @claims.claim(
     "calibration-vs-running-averages",
     chapter=6,
-    statement="Statistics recomputed on the training set after training never cost more than "
-              "one test image in ten thousand... ",
+    statement="Statistics recomputed on the training set after training (calibration) are the "
+              "population's; at the default momentum they move the test accuracy by less than "
+              "a point, and no run loses more than a point to them; with a badly chosen "
+              "momentum they recover accuracy on average: more than half a point with the "
+              "lagging 0.001, more than a tenth of a point with the noisy 0.99.",
     settings=CalibrationSettings(),
     section="ch6-calibration",
 )
@@ -396,6 +399,15 @@ def calibration_vs_running_averages(settings: CalibrationSettings, seed: int) ->
                          1e-4),
             claims.below(f"|gain| {default.label}",
                          abs(default.acc_calibrated - default.acc_ema), 0.01),
-        ] + [claims.above(f"gain {r.label}", r.acc_calibrated - r.acc_ema, -0.005) for r in rows],
+        ] + [claims.above(f"gain {r.label}", r.acc_calibrated - r.acc_ema, -0.01) for r in rows],
         result=rows,
     )
+
+
+@calibration_vs_running_averages.aggregate
+def _(seeds: list) -> list[claims.Check]:
+    low, high = (label for label, _ in RUNS.momenta[1:])
+    return [
+        claims.above(f"mean gain {low}", claims.mean(n[f"gain {low}"] for n in seeds), 0.005),
+        claims.above(f"mean gain {high}", claims.mean(n[f"gain {high}"] for n in seeds), 0.001),
+    ]

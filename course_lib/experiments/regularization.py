@@ -606,7 +606,7 @@ def one_unit_noise(settings: UnitNoiseSettings, seed: int) -> claims.Evidence:
     z_eval = float(outputs_across_batches(first_bn, probe.example, probe.pool, 2, 1,
                                           seed=seed)[0, s.unit])
     model.train()
-    gamma, beta = float(model.bn1.weight[s.unit]), float(model.bn1.bias[s.unit])
+    gamma, beta = float(model.bn1.weight[s.unit].detach()), float(model.bn1.bias[s.unit].detach())
     spikes = np.sort([beta - gamma, beta + gamma])
     std = {m: float(v.std(ddof=1)) for m, v in z.items()}
     near_spike = float((np.abs(z[2][:, None] - spikes).min(axis=1) < 0.02).mean())
