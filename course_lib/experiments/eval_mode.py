@@ -105,7 +105,8 @@ class MomentumRun:
     final_gap: float
 
 
-@functools.lru_cache(maxsize=8)
+# 32: the ten claim seeds' three runs each, so every claim of a seed reuses them.
+@functools.lru_cache(maxsize=32)
 def _run(seed: int, settings: RunsSettings, label: str) -> MomentumRun:
     # Several claims probe the same networks: each is trained once per process and seed.
     momentum = dict(settings.momenta)[label]

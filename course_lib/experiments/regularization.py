@@ -308,7 +308,8 @@ def train_test_gap(
     )
 
 
-@functools.lru_cache(maxsize=8)
+# 16: a network per claim seed and the page's, so every probe of a seed reuses it.
+@functools.lru_cache(maxsize=16)
 def _trained(config: str, seed: int, settings: GapSettings) -> GapResult:
     # Several claims probe the same trained network; train it once per process. Callers get
     # deep copies of the model, so no probe can change what another one sees.
@@ -766,7 +767,7 @@ class BatchOfTwoSettings:
     "batches-of-two-break-bn",
     chapter=5,
     statement="Trained with batches of two, the network with batch norm ends below the same "
-              "network without it on every seed, by more than 0.2 in test accuracy on "
+              "network without it on every seed, by more than 0.15 in test accuracy on "
               "average, and does not fit its own training digits in eval mode (below 90%).",
     settings=BatchOfTwoSettings(),
     section="ch5-limits",
@@ -794,4 +795,4 @@ def batches_of_two(settings: BatchOfTwoSettings, seed: int) -> claims.Evidence:
 @batches_of_two.aggregate
 def _(seeds: list) -> list[claims.Check]:
     return [claims.above("mean of no BN minus BN, test accuracy",
-                         claims.mean(n["no BN minus BN, test accuracy"] for n in seeds), 0.2)]
+                         claims.mean(n["no BN minus BN, test accuracy"] for n in seeds), 0.15)]
