@@ -28,11 +28,11 @@ changes the gap, so a difference between BN with 64 and BN with 512 is BN's own 
 :data:`BATCH_OF_TWO` (with :data:`BATCH_OF_TWO_SETTINGS`) is the other end: batches of two,
 where BN's outputs are :math:`\beta \pm \gamma` and training with BN fails.
 
-The chapter's claims are registered here (:mod:`course_lib.experiments.claims`): the probes
-of one trained network's noise (:func:`noise_probe`, :func:`batch_mean_noise`,
-:func:`output_noise`, :func:`one_unit_noise`), the gap table (:func:`gap_rows`), how soon
-batch norm fits the training set (:func:`fits_sooner`) and batches of two
-(:func:`batches_of_two`).
+The chapter's claims are registered here (:mod:`course_lib.experiments.claims`), each with
+its frozen settings: the probes of one trained network's noise (``noise_probe``,
+``batch_mean_noise``, ``output_noise``, ``one_unit_noise``, all on :func:`probe_network`),
+the gap table (``gap_rows``), how soon batch norm fits the training set (``fits_sooner``)
+and batches of two (``batches_of_two``).
 
 Example:
     >>> result = train_test_gap("BN", seed=0)
@@ -64,20 +64,30 @@ from course_lib.experiments.probes.batch_noise import (
 __all__ = [
     "BATCH_OF_TWO",
     "BATCH_OF_TWO_SETTINGS",
+    "BatchOfTwoSettings",
     "CONFIGS",
+    "FitSettings",
     "GapConfig",
     "GapResult",
+    "GapRowsSettings",
     "GapSettings",
+    "ModeProbe",
+    "NoiseProbe",
+    "NoiseSettings",
+    "ProbeSettings",
     "SETTINGS",
+    "SIZES",
+    "SpreadResult",
+    "UnitNoiseSettings",
+    "batch_mean_noise",
+    "batches_of_two",
+    "fits_sooner",
     "gap_data",
     "gap_model",
-    "NoiseProbe",
-    "ProbeSettings",
-    "NoiseSettings",
-    "GapRowsSettings",
-    "FitSettings",
-    "BatchOfTwoSettings",
+    "gap_rows",
     "noise_probe",
+    "one_unit_noise",
+    "output_noise",
     "probe_network",
     "train_test_gap",
 ]
