@@ -12,7 +12,7 @@ chapter's two claims on the trade-off are registered here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
