@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.batch_noise: one example across batch-mates, and noise vs batch size."""
+"""Tests for course_lib.experiments.probes.batch_noise: one example across batch-mates, and noise vs batch size."""
 
 import itertools
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import course_lib.nn as cnn
-from course_lib.experiments.batch_noise import (
+from course_lib.experiments.probes.batch_noise import (
     batch_mean_spread,
     batch_mean_std_theory,
     batch_var_spread,

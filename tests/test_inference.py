@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.inference: predictions in training vs evaluation mode."""
+"""Tests for course_lib.experiments.probes.inference: predictions in training vs evaluation mode."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import course_lib.nn as cnn
-from course_lib.experiments.inference import batch_dependence, predict_in_batches
+from course_lib.experiments.probes.inference import batch_dependence, predict_in_batches
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Tests for course_lib.experiments.population_gap: running vs population statistics."""
+"""Tests for course_lib.experiments.probes.population_gap: running vs population statistics."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ import course_lib.nn as cnn
 from course_lib.calibration import recalibrate_bn
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.lab.models import make_mlp
-from course_lib.experiments.population_gap import gap_recorder, population_gap
+from course_lib.experiments.probes.population_gap import gap_recorder, population_gap
 from course_lib.experiments.lab.training import train
 
 from claim_seeds import CLAIM_SEEDS  # noqa: E402

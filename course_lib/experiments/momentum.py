@@ -4,29 +4,58 @@ The momentum trade-off: a large weight on the new batch follows the batches clos
 included; a small weight averages the noise away but lags when the distribution moves (in a
 network it moves because the weights below the layer keep changing). :func:`shifting_stream`,
 :func:`trace_running_stats` and :func:`momentum_tradeoff` measure both on a synthetic stream
-whose population statistics jump at a known step.
+whose population statistics jump at a known step. A :class:`Stream` (frozen settings) says
+which stream; :class:`TradeoffSettings` adds the momenta and the windows measured, and the
+chapter's two claims on the trade-off are registered here.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from course_lib._checks import check_unit_interval, to_numpy64
+from course_lib.experiments import claims
 from course_lib.running_stats import update_running_stats
 
-__all__ = ["shifting_stream", "trace_running_stats", "ema_noise_theory", "momentum_tradeoff"]
+__all__ = [
+    "CatchUpSettings",
+    "Stream",
+    "Tradeoff",
+    "TradeoffSettings",
+    "catch_up",
+    "ema_noise_theory",
+    "momentum_tradeoff",
+    "noise_and_lag",
+    "shifting_stream",
+    "trace_running_stats",
+]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A stream of mini-batches whose population jumps once (:func:`shifting_stream`).
+
+    Attributes:
+        n_steps: number of mini-batches :math:`T`.
+        batch_size: examples per mini-batch :math:`m`, at least 2.
+        n_features: independent features (channels) :math:`D`.
+        change_at: the first step drawn from the shifted population.
+        shift, scale: the shifted population's mean and standard deviation.
+    """
+
+    n_steps: int = 600
+    batch_size: int = 32
+    n_features: int = 8
+    change_at: int = 400
+    shift: float = 2.0
+    scale: float = 2.0
 
 
 def shifting_stream(
-    n_steps: int = 600,
-    batch_size: int = 32,
-    n_features: int = 8,
-    change_at: int = 400,
-    shift: float = 2.0,
-    scale: float = 2.0,
-    seed: int = 0,
+    stream: Stream = Stream(), seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""A stream of mini-batches whose population statistics jump once, at ``change_at``.
 
@@ -36,12 +65,8 @@ def shifting_stream(
     distribution moved because the weights below it changed.
 
     Args:
-        n_steps: number of mini-batches :math:`T`.
-        batch_size: examples per mini-batch :math:`m`, at least 2.
-        n_features: independent features (channels) :math:`D`; more features average the
-            measured errors over more independent copies.
-        change_at: the first step drawn from the shifted population.
-        shift, scale: the shifted population's mean and standard deviation.
+        stream: the stream's settings (:class:`Stream`); more features average the measured
+            errors over more independent copies.
         seed: for ``np.random.default_rng``.
 
     Returns:
@@ -49,10 +74,15 @@ def shifting_stream(
         float64 mini-batches and the population mean and variance each was drawn from.
 
     Example:
-        >>> batches, mean, var = shifting_stream(n_steps=10, change_at=5, seed=0)
+        >>> batches, mean, var = shifting_stream(Stream(n_steps=10, change_at=5), seed=0)
         >>> batches.shape, float(mean[4, 0]), float(mean[5, 0]), float(var[5, 0])
         ((10, 32, 8), 0.0, 2.0, 4.0)
     """
+    if not isinstance(stream, Stream):
+        raise TypeError(f"expected stream to be a Stream (got {type(stream).__name__}); "
+                        "build one with Stream(n_steps=600, batch_size=32)")
+    n_steps, batch_size, n_features = stream.n_steps, stream.batch_size, stream.n_features
+    change_at, shift, scale = stream.change_at, stream.shift, stream.scale
     if batch_size < 2:
         raise ValueError(f"expected batch_size >= 2 (got {batch_size}): training needs m > 1")
     if not 0 <= change_at <= n_steps:
@@ -125,19 +155,44 @@ def ema_noise_theory(momentum: float, batch_std: float) -> float:
     return float(batch_std) * float(np.sqrt(w / (2.0 - w)))
 
 
-def momentum_tradeoff(
-    momenta: Sequence[float],
-    *,
-    n_steps: int = 600,
-    batch_size: int = 32,
-    n_features: int = 8,
-    change_at: int = 400,
-    shift: float = 2.0,
-    scale: float = 2.0,
-    settle: int = 100,
-    window: int = 20,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class TradeoffSettings:
+    """What :func:`momentum_tradeoff` measures.
+
+    Attributes:
+        momenta: the momenta compared, each in (0, 1] (PyTorch's: the weight of the new batch).
+        stream: the stream they average.
+        settle: first step of the noise window (the window ends at ``stream.change_at``).
+        window: length of the lag window, right after the jump.
+        measurable: the smallest momentum whose noise the steady steps can pin down: below
+            it the average remembers more steps (about :math:`2/w`) than the window holds.
+    """
+
+    momenta: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+    stream: Stream = Stream()
+    settle: int = 100
+    window: int = 20
+    measurable: float = 0.05
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """Both sides of the trade-off, one entry per momentum (float64 arrays).
+
+    Attributes:
+        momentum: the momenta.
+        noise: RMS error of the running mean over the steady steps.
+        noise_theory: :func:`ema_noise_theory` for the batches' noise :math:`1/\\sqrt m`.
+        lag: RMS error over the ``window`` steps after the jump.
+    """
+
+    momentum: np.ndarray
+    noise: np.ndarray
+    noise_theory: np.ndarray
+    lag: np.ndarray
+
+
+def momentum_tradeoff(settings: TradeoffSettings = TradeoffSettings(), seed: int = 0) -> Tradeoff:
     r"""Measure both sides of the momentum trade-off on one :func:`shifting_stream`.
 
     For each momentum (PyTorch's convention: the weight on the new batch) the running mean
@@ -155,30 +210,33 @@ def momentum_tradeoff(
     Errors are in units of the first population's standard deviation (1).
 
     Args:
-        momenta: the momenta to compare, each in (0, 1].
-        n_steps, batch_size, n_features, change_at, shift, scale, seed: the stream, see
-            :func:`shifting_stream`.
-        settle: first step of the noise window.
-        window: length of the lag window.
+        settings: the momenta, the stream and the windows (:class:`TradeoffSettings`).
+        seed: the stream's seed (:func:`shifting_stream`).
 
     Returns:
-        ``{"momentum", "noise", "noise_theory", "lag"}``, arrays of ``len(momenta)``.
+        A :class:`Tradeoff`.
 
     Example:
-        >>> r = momentum_tradeoff([0.01, 0.1, 0.5], seed=0)
-        >>> bool(np.all(np.diff(r["noise"]) > 0)), bool(np.all(np.diff(r["lag"]) < 0))
+        >>> r = momentum_tradeoff(TradeoffSettings(momenta=(0.01, 0.1, 0.5)), seed=0)
+        >>> bool(np.all(np.diff(r.noise) > 0)), bool(np.all(np.diff(r.lag) < 0))
         (True, True)
     """
+    if not isinstance(settings, TradeoffSettings):
+        raise TypeError(
+            f"expected settings to be a TradeoffSettings (got {type(settings).__name__}); "
+            "build one with TradeoffSettings(momenta=(0.01, 0.1))"
+        )
+    st = settings.stream
+    n_steps, batch_size, change_at = st.n_steps, st.batch_size, st.change_at
+    settle, window = settings.settle, settings.window
     if not 0 <= settle < change_at or change_at + window > n_steps or window < 1:
         raise ValueError(
             f"expected 0 <= settle < change_at and change_at + window <= n_steps (got "
             f"settle={settle}, change_at={change_at}, window={window}, n_steps={n_steps})"
         )
-    batches, true_mean, _ = shifting_stream(
-        n_steps, batch_size, n_features, change_at, shift, scale, seed
-    )
+    batches, true_mean, _ = shifting_stream(st, seed)
     noise, lag, theory = [], [], []
-    for momentum in momenta:
+    for momentum in settings.momenta:
         w = check_unit_interval(momentum, "momentum")
         if w == 0.0:
             raise ValueError("momentum=0 never updates the running statistics; use momentum > 0")
@@ -187,9 +245,109 @@ def momentum_tradeoff(
         noise.append(float(np.sqrt(np.mean(err[settle:change_at] ** 2))))
         lag.append(float(np.sqrt(np.mean(err[change_at : change_at + window] ** 2))))
         theory.append(ema_noise_theory(w, 1.0 / np.sqrt(batch_size)))
-    return {
-        "momentum": np.asarray(momenta, dtype=np.float64),
-        "noise": np.asarray(noise),
-        "noise_theory": np.asarray(theory),
-        "lag": np.asarray(lag),
+    return Tradeoff(np.asarray(settings.momenta, dtype=np.float64), np.asarray(noise),
+                    np.asarray(theory), np.asarray(lag))
+
+
+@claims.claim(
+    "momentum-noise-and-lag",
+    chapter=6,
+    statement="On a stream whose population jumps, a larger momentum makes the running mean "
+              "noisier and a smaller one makes it lag more, at every step of the grid from "
+              "0.005 to 0.5; for momenta of 0.05 and more the measured noise is the theory's "
+              "sqrt(w / (2 - w)) / sqrt(m) within 20%.",
+    settings=TradeoffSettings(),
+    section="ch6-momentum",
+)
+def noise_and_lag(settings: TradeoffSettings, seed: int) -> claims.Evidence:
+    r = momentum_tradeoff(settings, seed)
+    ratio = r.noise / r.noise_theory
+    ok = r.momentum >= settings.measurable
+    numbers = {
+        "smallest noise ratio of neighbors": float((r.noise[1:] / r.noise[:-1]).min()),
+        "smallest lag ratio of neighbors": float((r.lag[:-1] / r.lag[1:]).min()),
+        f"largest |noise / theory - 1|, momentum >= {settings.measurable:g}":
+            float(np.abs(ratio[ok] - 1).max()),
     }
+    return claims.Evidence(
+        numbers=numbers,
+        checks=[
+            claims.above("smallest noise ratio of neighbors",
+                         numbers["smallest noise ratio of neighbors"], 1.0),
+            claims.above("smallest lag ratio of neighbors",
+                         numbers["smallest lag ratio of neighbors"], 1.0),
+            claims.below(f"largest |noise / theory - 1|, momentum >= {settings.measurable:g}",
+                         numbers[f"largest |noise / theory - 1|, momentum >= "
+                                 f"{settings.measurable:g}"], 0.2),
+        ],
+        result=r,
+    )
+
+
+@dataclass(frozen=True)
+class CatchUpSettings:
+    """The chapter's momentum slider: one unit's running mean after the jump.
+
+    Attributes:
+        momenta: the slider's stops, 10^-2.5 to 1 in steps of 10^0.25.
+        stream: the stream (one unit of it is followed).
+        after: steps after the jump at which the error is read.
+        close: the error that counts as caught up.
+    """
+
+    momenta: tuple[float, ...] = tuple(float(w) for w in 10.0 ** np.arange(-2.5, 0.01, 0.25))
+    stream: Stream = Stream()
+    after: int = 20
+    close: float = 0.2
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What the slider shows, per stop (float64 arrays).
+
+    Attributes:
+        momentum: the stops.
+        traces: ``(len(momentum), T)``, the running mean of unit 0 at every step.
+        error: ``|running mean - new population mean|`` ``after`` steps after the jump.
+        tradeoff: the noise and lag of each stop (:func:`momentum_tradeoff`).
+    """
+
+    momentum: np.ndarray
+    traces: np.ndarray = field(repr=False)
+    error: np.ndarray
+    tradeoff: Tradeoff
+
+
+@claims.claim(
+    "momentum-catch-up",
+    chapter=6,
+    statement="Twenty steps after a jump of 2, the running mean of one unit is within 0.2 of "
+              "the new mean from a momentum between 0.1 and 0.2 on (theory: w > 0.11), and the "
+              "noise at momentum 1 is 9 to 20 times that at 0.01 (theory: 14).",
+    settings=CatchUpSettings(),
+    section="ch6-exercises",
+)
+def catch_up(settings: CatchUpSettings, seed: int) -> claims.Evidence:
+    st = settings.stream
+    batches, true_mean, _ = shifting_stream(st, seed)
+    momenta = np.asarray(settings.momenta)
+    traces = np.stack([trace_running_stats(batches[:, :, :1], momentum=w)[0][:, 0]
+                       for w in momenta])
+    t = st.change_at + settings.after - 1
+    error = np.abs(traces[:, t] - true_mean[t, 0])
+    first_close = float(momenta[np.argmax(error < settings.close)])
+    tradeoff = momentum_tradeoff(TradeoffSettings(momenta=settings.momenta, stream=st), seed)
+    k01 = int(np.argmin(np.abs(momenta - 0.01)))
+    noise_ratio = float(tradeoff.noise[-1] / tradeoff.noise[k01])
+    numbers = {"smallest momentum within 0.2": first_close,
+               "noise at momentum 1 / noise at 0.01": noise_ratio}
+    return claims.Evidence(
+        numbers=numbers,
+        checks=[
+            claims.above("smallest momentum within 0.2", first_close, 0.09),
+            claims.below("smallest momentum within 0.2", first_close, 0.2),
+            claims.above("noise at momentum 1 / noise at 0.01", noise_ratio, 9),
+            claims.below("noise at momentum 1 / noise at 0.01", noise_ratio, 20),
+        ],
+        result=CatchUp(momenta, traces, error, tradeoff),
+    )
