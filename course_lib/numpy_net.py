@@ -130,7 +130,7 @@ def net_forward(
     return scores, caches + [output_cache]
 
 
-def net_backward(dscores: np.ndarray, caches: list) -> Params:
+def net_backward(dscores: np.ndarray, caches: list, bn_grad: Any = bn_backward) -> Params:
     """Every parameter's gradient from dL/dscores, layer by layer from the output back."""
     grads, L = {}, len(caches)
     dA, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, caches[-1])
@@ -138,7 +138,7 @@ def net_backward(dscores: np.ndarray, caches: list) -> Params:
         affine_cache, bn_cache, relu_cache = caches[l - 1]
         dZ = relu_backward(dA, relu_cache)
         if bn_cache is not None:
-            dZ, grads[f"gamma{l}"], grads[f"beta{l}"] = bn_backward(dZ, bn_cache)
+            dZ, grads[f"gamma{l}"], grads[f"beta{l}"] = bn_grad(dZ, bn_cache)
         dA, grads[f"W{l}"], db = affine_backward(dZ, affine_cache)
         if db is not None:
             grads[f"b{l}"] = db
@@ -189,19 +189,21 @@ def accuracy(params: Params, running: dict, X: np.ndarray, y: np.ndarray) -> flo
 
 
 def net_gradient_check(
-    params: Params, X: np.ndarray, y: np.ndarray, backward: Any = None, h: float = 1e-5,
+    params: Params, X: np.ndarray, y: np.ndarray, bn_grad: Any = bn_backward,
+    h: float = 1e-5,
 ) -> dict[str, float]:
     """Relative error of every parameter's analytic gradient against centered differences
     of the training-mode loss, in float64.
 
-    ``backward(dscores, caches)`` replaces :func:`net_backward` (to check a broken one). The
-    parameters are perturbed one entry at a time and restored exactly; no running statistics
+    ``bn_grad(dz_tilde, cache) -> (dz, dgamma, dbeta)`` is the batch norm backward pass the
+    analytic gradient uses (chapter 2's :func:`course_lib.batchnorm.bn_backward`; another one,
+    a learner's or a broken one, plugs in here). The parameters are perturbed one entry at a time and restored exactly; no running statistics
     are touched.
     """
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     scores, caches = net_forward(params, X, None, training=True)
     _, dscores = softmax_cross_entropy(scores, y)
-    analytic = (backward or net_backward)(dscores, caches)
+    analytic = net_backward(dscores, caches, bn_grad)
 
     def loss() -> np.ndarray:
         return np.array(softmax_cross_entropy(net_forward(params, X, None, True)[0], y)[0])
