@@ -100,7 +100,7 @@ def bn_layer(
     Z: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running: dict | None, l: int,
     training: bool, momentum: float = 0.1, eps: float = 1e-5,
 ) -> tuple[np.ndarray, Any]:
-    """Batch norm of layer l: batch statistics in training, running ones at test time."""
+    """Batch norm of layer l: batch statistics in training, running ones at test."""
     if training:
         Z_tilde, cache = bn_forward(Z, gamma, beta, eps)      # chapter 2
         if running is not None:                                # torch's convention
@@ -130,8 +130,10 @@ def net_forward(
     return scores, caches + [output_cache]
 
 
-def net_backward(dscores: np.ndarray, caches: list, bn_grad: Any = bn_backward) -> Params:
-    """Every parameter's gradient from dL/dscores, layer by layer from the output back."""
+def net_backward(
+    dscores: np.ndarray, caches: list, bn_grad: Any = bn_backward
+) -> Params:
+    """Every parameter's gradient from dL/dscores, layer by layer from the output."""
     grads, L = {}, len(caches)
     dA, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, caches[-1])
     for l in range(L - 1, 0, -1):
@@ -169,7 +171,7 @@ def train_epoch(
     params: Params, velocity: Params, running: dict, X: np.ndarray, y: np.ndarray,
     lr: float, batch_size: int, rng: np.random.Generator, beta_avg: float = 0.9,
 ) -> tuple[Params, Params, list[float]]:
-    """One pass over the training set in mini-batches X{t}: forward, backward, update."""
+    """One pass over the training set in mini-batches X{t}: forward, backward, step."""
     order, losses = rng.permutation(len(X)), []
     for t in range(len(X) // batch_size):          # the last partial batch is dropped
         batch = order[t * batch_size:(t + 1) * batch_size]
@@ -214,13 +216,13 @@ def net_gradient_check(
 
 
 def fold_net(params: Params, running: dict, eps: float = 1e-5) -> Params:
-    """The inference network: every batch norm folded into the affine layer before it
-    (:func:`course_lib.fold.fold_linear`), so each hidden layer is ``relu(A W'^T + b')``."""
+    """The inference network: each batch norm folded into the affine layer before it."""
     folded: Params = {}
     for l in range(1, n_layers(params) + 1):
         W, b = params[f"W{l}"], params.get(f"b{l}")
         if f"gamma{l}" in params:
-            W, b = fold_linear(W, np.zeros(W.shape[0]), params[f"gamma{l}"],
-                               params[f"beta{l}"], running[f"mean{l}"], running[f"var{l}"], eps)
+            W, b = fold_linear(W, np.zeros(W.shape[0]),            # no bias before BN
+                               params[f"gamma{l}"], params[f"beta{l}"],
+                               running[f"mean{l}"], running[f"var{l}"], eps)
         folded[f"W{l}"], folded[f"b{l}"] = W, b
     return folded

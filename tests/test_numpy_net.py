@@ -9,6 +9,7 @@ import torch
 from course_lib import numpy_net
 from course_lib.batchnorm import bn_backward
 from course_lib.experiments.capstone import to_torch
+from course_lib.layers import softmax_cross_entropy
 from course_lib.numpy_net import (accuracy, bn_layer, fold_net, init_params, init_running,
                                   momentum_step, net_backward, net_forward, net_gradient_check,
                                   net_loss, train_epoch)
@@ -144,3 +145,16 @@ def test_training_lowers_the_loss_and_folding_keeps_the_predictions():
 def test_init_params_refuses_too_few_sizes():
     with pytest.raises(ValueError, match="at least 2"):
         numpy_net.init_params([64])
+
+
+def test_backward_takes_any_batch_norm_backward_pass():
+    params = _perturbed(init_params(SIZES, bn=True, seed=0))
+    X, y = _batch()
+    scores, caches = net_forward(params, X, None, training=True)
+    _, grads = net_loss(params, X, y)
+    dscores = softmax_cross_entropy(scores, y)[1]
+    same = net_backward(dscores, caches, bn_grad=bn_backward)
+    assert all(np.array_equal(same[k], grads[k]) for k in grads)
+    skipped = net_backward(dscores, caches, bn_grad=lambda d, c: (d,) + bn_backward(d, c)[1:])
+    assert np.array_equal(skipped["W3"], grads["W3"])
+    assert not np.allclose(skipped["W1"], grads["W1"])
