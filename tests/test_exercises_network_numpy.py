@@ -358,3 +358,119 @@ def test_every_mistake_differs_from_the_reference():
         for m in mistakes:
             assert any(not np.allclose(w, e) for c in cases
                        for w, e in zip(m.compute(*c.args), c.expected)), m.id
+
+
+# ---------------------------------------------------------------- hostile submissions
+# (tests/test_exercises_fuzz.py's tables assume one function per exercise; these are its
+# checks for graders that take pairs and dicts)
+
+import time  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUNCTION_IDS = ("softmax_loss", "bn_running", "network_loss", "central_difference",
+                "momentum_update")
+PAIR_IDS = ("affine_layer", "relu_layer")
+GENERIC = {"not_implemented", "exception", "timeout", "wrong_signature", "returned_none",
+           "wrong_type", "wrong_dtype", "wrong_length", "wrong_shape", "not_finite",
+           "mutates_input", "stateful", "wrong_values", "missing_gradient",
+           "missing_parameter", "bias_before_bn", "wrong_param_shape", "overflow"}
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("str exploded")
+
+
+_leaf = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=3),
+    st.builds(lambda shape, seed: np.random.default_rng(seed).normal(size=shape),
+              st.lists(st.integers(0, 5), max_size=3).map(tuple), st.integers(0, 99)))
+GARBAGE = st.recursive(_leaf, lambda inner: st.one_of(
+    st.lists(inner, max_size=3).map(tuple),
+    st.dictionaries(st.sampled_from(["W1", "b1", "gamma1", "x"]), inner, max_size=3)),
+    max_leaves=5)
+BUDGET = settings(max_examples=15, deadline=None, derandomize=True)
+
+
+def _assert_feedback(fb, passed=False):
+    assert fb.passed is passed, fb.message
+    assert fb.mistake != "grader_error", fb.message
+    assert fb.message.strip()
+    if not passed:
+        assert fb.mistake in GENERIC or fb.mistake, fb.message
+
+
+def _as_pair(exercise, fwd, bwd):
+    return (fwd, bwd) if exercise in PAIR_IDS else fwd
+
+
+@pytest.mark.parametrize("exercise", IDS)
+@BUDGET
+@given(value=GARBAGE)
+def test_garbage_never_crashes_a_grader(exercise, value):
+    garbage = lambda *a: value  # noqa: E731
+    _assert_feedback(grade(exercise, _as_pair(exercise, garbage, garbage)))
+    if exercise in PAIR_IDS:
+        right_fwd = RIGHT[exercise][0][0]
+        _assert_feedback(grade(exercise, (right_fwd, garbage)))
+
+
+@pytest.mark.parametrize("exercise", IDS)
+def test_exceptions_anywhere_are_feedback(exercise):
+    for exc in (SystemExit(2), GeneratorExit(), BadStr(), ValueError("x")):
+        def raises(*a, _e=exc):
+            raise _e
+        fb = grade(exercise, _as_pair(exercise, raises, raises))
+        _assert_feedback(fb)
+        assert fb.mistake == "exception" and type(exc).__name__ in fb.message
+        if exercise in PAIR_IDS:
+            fb = grade(exercise, (RIGHT[exercise][0][0], raises))
+            assert fb.mistake == "exception", fb.message
+
+
+def _forever(*a):
+    while True:
+        pass
+
+
+@pytest.mark.parametrize("exercise", IDS)
+def test_an_infinite_loop_is_stopped(exercise):
+    start = time.monotonic()
+    submission = (RIGHT[exercise][0][0], _forever) if exercise in PAIR_IDS else _forever
+    fb = grade(exercise, submission, timeout=1)
+    assert time.monotonic() - start < 3
+    assert fb.mistake == "timeout", fb.message
+
+
+@pytest.mark.parametrize("exercise", IDS)
+def test_printing_is_captured(exercise, capsys):
+    right = RIGHT[exercise][0]
+
+    def chatty(fn):
+        def wrapped(*a):
+            print("line\n" * 2000)
+            return fn(*a)
+        return wrapped
+
+    submission = ((chatty(right[0]), chatty(right[1])) if exercise in PAIR_IDS
+                  else chatty(right))
+    _assert_feedback(grade(exercise, submission), passed=True)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+@pytest.mark.parametrize("exercise", FUNCTION_IDS)
+def test_a_result_cached_by_shape_is_named(exercise):
+    cache = {}
+
+    def cached(*args):
+        key = tuple(np.shape(a) if isinstance(a, np.ndarray) else
+                    tuple((k, np.shape(v)) for k, v in a.items()) if isinstance(a, dict)
+                    else None for a in args)
+        if key not in cache:
+            cache[key] = RIGHT[exercise][0](*args)
+        return cache[key]
+
+    assert grade(exercise, cached).mistake == "stateful"

@@ -43,8 +43,8 @@ def train_numpy_net(
     """Train a fresh numpy network and return its parameters, running statistics, the loss of
     every step and the test accuracy in evaluation mode.
 
-    A run that diverges (a loss that is not finite) stops there; its accuracy is that of its
-    last parameters (with NaN scores every example gets class 0: chance).
+    A run whose loss is no longer finite at the end of an epoch stops there; its accuracy is
+    that of its last parameters (with NaN scores every example gets class 0: chance).
     """
     X_train, y_train, X_test, y_test = digits_arrays(data)
     params = numpy_net.init_params(sizes, bn=bn, seed=seed)
