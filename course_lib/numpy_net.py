@@ -19,7 +19,8 @@ model one to one.
 - :func:`net_forward`, :func:`net_backward`, :func:`net_loss`: the whole network;
 - :func:`momentum_step`: one step of gradient descent with momentum (plain SGD for
   :math:`\beta_{avg} = 0`);
-- :func:`train_epoch`, :func:`accuracy`: the training loop and the evaluation;
+- :func:`train_epoch`, :func:`accuracy`: the training loop (one epoch, in a given order of
+  the examples) and the evaluation;
 - :func:`net_gradient_check`: relative errors of every parameter's gradient against centered
   differences;
 - :func:`fold_net`: the trained network with each batch norm folded into the weights before it.
@@ -169,10 +170,10 @@ def momentum_step(
 
 def train_epoch(
     params: Params, velocity: Params, running: dict, X: np.ndarray, y: np.ndarray,
-    lr: float, batch_size: int, rng: np.random.Generator, beta_avg: float = 0.9,
+    order: np.ndarray, batch_size: int, lr: float, beta_avg: float = 0.9,
 ) -> tuple[Params, Params, list[float]]:
-    """One pass over the training set in mini-batches X{t}: forward, backward, step."""
-    order, losses = rng.permutation(len(X)), []
+    """One pass over the examples X[order] in mini-batches X{t}: forward, backward, step."""
+    losses = []
     for t in range(len(X) // batch_size):          # the last partial batch is dropped
         batch = order[t * batch_size:(t + 1) * batch_size]
         loss, grads = net_loss(params, X[batch], y[batch], running)   # updates running

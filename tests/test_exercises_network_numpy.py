@@ -14,7 +14,7 @@ from course_lib.exercises import network_numpy as nn_ex
 from course_lib.gradcheck import centered_difference
 
 IDS = ("affine_layer", "relu_layer", "softmax_loss", "bn_running", "network_loss",
-       "central_difference", "momentum_update")
+       "central_difference", "momentum_update", "train_one_epoch")
 
 
 # ---------------------------------------------------------------- right answers
@@ -115,6 +115,22 @@ def momentum_update(params, grads, velocity, lr, beta_avg):
     return new_p, new_v
 
 
+def train_one_epoch(params, velocity, running, X, y, order, batch_size, lr, beta_avg):
+    losses = []
+    for t in range(len(X) // batch_size):
+        batch = order[t * batch_size:(t + 1) * batch_size]
+        loss, grads = numpy_net.net_loss(params, X[batch], y[batch], running)
+        params, velocity = momentum_update(params, grads, velocity, lr, beta_avg)
+        losses.append(loss)
+    return params, velocity, running, losses
+
+
+def train_one_epoch_library(params, velocity, running, X, y, order, batch_size, lr, beta_avg):
+    params, velocity, losses = numpy_net.train_epoch(params, velocity, running, X, y, order,
+                                                     batch_size, lr, beta_avg)
+    return params, velocity, running, np.array(losses)
+
+
 RIGHT = {
     "affine_layer": [(affine_forward, affine_backward),
                      (layers.affine_forward, layers.affine_backward)],
@@ -125,6 +141,7 @@ RIGHT = {
     "network_loss": [network_loss, lambda params, X, y: numpy_net.net_loss(params, X, y)],
     "central_difference": [central_difference, central_difference_roundoff],
     "momentum_update": [momentum_update, numpy_net.momentum_step],
+    "train_one_epoch": [train_one_epoch, train_one_epoch_library],
 }
 
 
@@ -349,11 +366,35 @@ def test_momentum_step_that_skips_gamma_is_named():
     assert grade("momentum_update", skips).mistake == "missing_parameter"
 
 
+@pytest.mark.parametrize("mistake", nn_ex.EPOCH_MISTAKES, ids=lambda m: m.id)
+def test_epoch_mistakes_are_named(mistake):
+    def submission(*args):
+        out = mistake.compute(*args)
+        names = nn_ex._EPOCH_PARAMS
+        return (dict(zip(names, out[:5])), dict(zip(names, out[5:10])),
+                {"mean1": out[10], "var1": out[11]}, list(out[12]))
+    feedback = grade("train_one_epoch", submission)
+    assert feedback.mistake == mistake.id, feedback.message
+
+
+def test_an_epoch_that_keeps_the_partial_batch_is_named():
+    def keeps(params, velocity, running, X, y, order, batch_size, lr, beta_avg):
+        losses = []
+        for t in range(0, len(X), batch_size):             # the slip: a partial last batch
+            batch = order[t:t + batch_size]
+            loss, grads = numpy_net.net_loss(params, X[batch], y[batch], running)
+            params, velocity = momentum_update(params, grads, velocity, lr, beta_avg)
+            losses.append(loss)
+        return params, velocity, running, losses
+    assert grade("train_one_epoch", keeps).mistake == "keeps_partial_batch"
+
+
 def test_every_mistake_differs_from_the_reference():
     for mistakes, make_cases in ((nn_ex.SOFTMAX_MISTAKES, nn_ex._softmax_cases),
                                  (nn_ex.BN_RUNNING_MISTAKES, nn_ex._bn_cases),
                                  (nn_ex.NET_MISTAKES, nn_ex._net_cases),
-                                 (nn_ex.CD_MISTAKES, nn_ex._cd_cases)):
+                                 (nn_ex.CD_MISTAKES, nn_ex._cd_cases),
+                                 (nn_ex.EPOCH_MISTAKES, nn_ex._epoch_cases)):
         cases = make_cases()
         for m in mistakes:
             assert any(not np.allclose(w, e) for c in cases
@@ -370,12 +411,13 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 FUNCTION_IDS = ("softmax_loss", "bn_running", "network_loss", "central_difference",
-                "momentum_update")
+                "momentum_update", "train_one_epoch")
 PAIR_IDS = ("affine_layer", "relu_layer")
 GENERIC = {"not_implemented", "exception", "timeout", "wrong_signature", "returned_none",
            "wrong_type", "wrong_dtype", "wrong_length", "wrong_shape", "not_finite",
            "mutates_input", "stateful", "wrong_values", "missing_gradient",
-           "missing_parameter", "bias_before_bn", "wrong_param_shape", "overflow"}
+           "missing_parameter", "bias_before_bn", "wrong_param_shape", "overflow",
+           "keeps_partial_batch"}
 
 
 class BadStr(Exception):

@@ -129,9 +129,11 @@ def test_training_lowers_the_loss_and_folding_keeps_the_predictions():
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
     params = init_params(SIZES, bn=True, seed=0)
     running, velocity = init_running(params), {}
-    params, velocity, first = train_epoch(params, velocity, running, X, y, 0.3, 16, rng)
+    params, velocity, first = train_epoch(params, velocity, running, X, y,
+                                          rng.permutation(96), 16, 0.3)
     for _ in range(5):
-        params, velocity, losses = train_epoch(params, velocity, running, X, y, 0.3, 16, rng)
+        params, velocity, losses = train_epoch(params, velocity, running, X, y,
+                                               rng.permutation(96), 16, 0.3)
     assert len(first) == 6
     assert np.mean(losses) < np.mean(first)
     folded = fold_net(params, running)

@@ -11,6 +11,8 @@ r"""Chapter 9 exercises: a network with batch norm in numpy, layer by layer, the
 - ``central_difference``: ``fn(f, p, h) -> grad``, the numerical gradient of a scalar ``f(p)``
 - ``momentum_update``: ``fn(params, grads, velocity, lr, beta_avg) -> (new_params,
   new_velocity)``, one step of gradient descent with momentum (lecture's form)
+- ``train_one_epoch``: ``fn(params, velocity, running, X, y, order, batch_size, lr, beta_avg)
+  -> (params, velocity, running, losses)``, one epoch of the training loop
 
 A layer is graded as a pair, because its cache is the contract between its two halves: the
 grader runs the learner's forward on a case, then the forward once more on other inputs of
@@ -42,7 +44,7 @@ from ._core import (Case, Feedback, Mistake, Problem, _check_signature, read_out
 
 __all__ = ["grade_affine_layer", "grade_relu_layer", "grade_softmax_loss",
            "grade_bn_running", "grade_network_loss", "grade_central_difference",
-           "grade_momentum_update"]
+           "grade_momentum_update", "grade_train_one_epoch"]
 
 
 class _Refused:
@@ -831,4 +833,137 @@ def grade_momentum_update(submission: Any) -> Feedback:
             "new_params[name] = params[name] - lr * v; new_velocity[name] = v.",
         hint="Check one parameter by hand on the first step (velocity all zeros): "
              "v = (1 - beta_avg) * grad.",
+    )
+
+
+# ============================================================== one epoch of training
+
+EPOCH_ARGS = ("params", "velocity", "running", "X", "y", "order", "batch_size", "lr",
+              "beta_avg")
+_EPOCH_PARAMS = ("W1", "gamma1", "beta1", "W2", "b2")
+EPOCH_OUTPUTS = (_EPOCH_PARAMS + tuple(f"v_{k}" for k in _EPOCH_PARAMS)
+                 + ("running mean1", "running var1", "losses"))
+
+
+def _epoch_cases() -> list[Case]:
+    cases = []
+    # (seed, sizes, m, batch_size, lr, beta_avg): m % batch_size >= 2, so a kept partial
+    # batch shows and never has one example
+    for seed, sizes, m, batch, lr, beta_avg in ((0, [5, 4, 3], 10, 4, 0.3, 0.9),
+                                                 (1, [3, 6, 4], 14, 4, 0.5, 0.8),
+                                                 (2, [5, 4, 3], 10, 4, 0.2, 0.9)):
+        rng = np.random.default_rng(seed)
+        params = {k: v + 0.3 * rng.normal(size=v.shape)
+                  for k, v in numpy_net.init_params(sizes, bn=True, seed=seed).items()}
+        velocity = {k: 0.1 * rng.normal(size=v.shape) for k, v in params.items()}
+        running = {k: v + 0.2 * rng.normal(size=v.shape)
+                   for k, v in numpy_net.init_running(params).items()}
+        X = rng.normal(1.0, 2.0, size=(m, sizes[0]))
+        y = rng.integers(0, sizes[-1], size=m)
+        order = rng.permutation(m)
+        args = (params, velocity, running, X, y, order, batch, lr, beta_avg)
+        cases.append(Case(f"X {X.shape}, batch_size={batch}, lr={lr}", args,
+                          _epoch_outputs(*_epoch_run(*args))))
+    return cases
+
+
+def _epoch_run(params, velocity, running, X, y, order, batch_size, lr, beta_avg):
+    running = {k: v.copy() for k, v in running.items()}
+    params, velocity, losses = numpy_net.train_epoch(params, velocity, running, X, y, order,
+                                                     batch_size, lr, beta_avg)
+    return params, velocity, running, losses
+
+
+def _epoch_outputs(params, velocity, running, losses) -> tuple[np.ndarray, ...]:
+    return (tuple(params[k] for k in _EPOCH_PARAMS) + tuple(velocity[k] for k in _EPOCH_PARAMS)
+            + (running["mean1"], running["var1"], np.array(losses, dtype=np.float64)))
+
+
+def _wrong_epoch(kind):
+    def wrong(params, velocity, running, X, y, order, batch_size, lr, beta_avg):
+        running = {k: v.copy() for k, v in running.items()}
+        n_batches = len(X) // batch_size + (kind == "partial")
+        order = np.arange(len(X)) if kind == "order" else order
+        batches = [order[t * batch_size:(t + 1) * batch_size] for t in range(n_batches)]
+        losses, first = [], params
+        for batch in batches:
+            at = first if kind == "stale" else params
+            loss, grads = numpy_net.net_loss(at, X[batch], y[batch],
+                                             None if kind == "no_running" else running)
+            if kind == "reset":
+                velocity = {k: np.zeros_like(v) for k, v in velocity.items()}
+            params, velocity = numpy_net.momentum_step(params, grads, velocity, lr, beta_avg)
+            losses.append(loss)
+        return _epoch_outputs(params, velocity, running, losses)
+
+    return wrong
+
+
+EPOCH_MISTAKES = (
+    Mistake("ignores_order",
+            "Your mini-batches take the examples in their stored order. The epoch must visit "
+            "them in the shuffled order it is given: batch t is X[order[t * batch_size:(t + "
+            "1) * batch_size]], and the same for y.", _wrong_epoch("order")),
+    Mistake("running_not_updated",
+            "The running statistics come back unchanged: the forward pass of every training "
+            "step must update them (pass running to the loss: net_loss(params, X_t, y_t, "
+            "running)). Without them the network cannot be evaluated.",
+            _wrong_epoch("no_running")),
+    Mistake("stale_parameters",
+            "Looks like every mini-batch's gradient is computed at the parameters the epoch "
+            "started with. Each step must start from the parameters the previous step "
+            "returned: params, velocity = momentum_update(params, grads, ...).",
+            _wrong_epoch("stale")),
+    Mistake("velocity_reset",
+            "Looks like the velocity starts from zero at every step. It is carried from step "
+            "to step (and from epoch to epoch): that memory is what momentum is.",
+            _wrong_epoch("reset")),
+)
+
+
+def _diagnose_epoch_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
+    X, batch = case.args[3], case.args[6]
+    if name == "losses" and got == (len(X) // batch + 1,):
+        return ("keeps_partial_batch", f"losses has {got[0]} entries: your epoch also trains "
+                f"on the last, partial batch of {len(X) % batch} examples. Drop it: range(len(X) "
+                "// batch_size) batches. A batch norm layer fed a tiny batch normalizes with "
+                "very noisy statistics (with one example, it divides 0 by 0).")
+    return None
+
+
+def _epoch_prepare(value: Any, case: Case) -> Any:
+    if (not isinstance(value, tuple) or len(value) != 4
+            or not all(isinstance(d, dict) for d in value[:3])):
+        return Problem("wrong_type", "Return a tuple (params, velocity, running, losses): "
+                       f"three dicts and the list of the losses; got {type_name(value)}.")
+    params, velocity, running, losses = value
+    for label, d, names in (("params", params, _EPOCH_PARAMS),
+                            ("velocity", velocity, _EPOCH_PARAMS),
+                            ("running", running, ("mean1", "var1"))):
+        missing = [k for k in names if k not in d]
+        if missing:
+            return Problem("missing_parameter", f"{label} has no {', '.join(missing)}: return "
+                           "every entry, those of batch norm included.")
+    if isinstance(losses, (list, tuple)):
+        losses = np.array([float(v) if isinstance(v, numbers.Real) else np.nan for v in losses])
+    return _epoch_outputs(params, velocity, running, losses)
+
+
+@register(
+    "train_one_epoch",
+    "fn(params, velocity, running, X, y, order, batch_size, lr, beta_avg) -> (params, "
+    "velocity, running, losses): one epoch of the training loop (chapter 9)",
+)
+def grade_train_one_epoch(submission: Any) -> Feedback:
+    """Grade one epoch of mini-batch training with momentum and running statistics."""
+    return run_cases(
+        submission, cases=_epoch_cases(), arg_names=EPOCH_ARGS, output_names=EPOCH_OUTPUTS,
+        mistakes=EPOCH_MISTAKES, read=_reader(EPOCH_OUTPUTS, _diagnose_epoch_shape,
+                                              prepare=_epoch_prepare),
+        fix="losses = []; for t in range(len(X) // batch_size): batch = order[t * batch_size:"
+            "(t + 1) * batch_size]; loss, grads = net_loss(params, X[batch], y[batch], "
+            "running); params, velocity = momentum_update(params, grads, velocity, lr, "
+            "beta_avg); losses.append(loss). Return params, velocity, running, losses.",
+        hint="Print the indices of each batch on a small case: there are len(X) // batch_size "
+             "batches, in the given order.",
     )

@@ -54,8 +54,9 @@ def train_numpy_net(
     # A diverging run overflows on purpose; its NaN is the result, not a warning.
     with np.errstate(all="ignore"):
         for _ in range(epochs):
+            order = rng.permutation(len(X_train))          # a new shuffle every epoch
             params, velocity, epoch_losses = numpy_net.train_epoch(
-                params, velocity, running, X_train, y_train, lr, batch_size, rng, beta_avg)
+                params, velocity, running, X_train, y_train, order, batch_size, lr, beta_avg)
             losses += epoch_losses
             if not np.isfinite(losses[-1]):
                 break
