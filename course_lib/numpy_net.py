@@ -172,7 +172,7 @@ def train_epoch(
     params: Params, velocity: Params, running: dict, X: np.ndarray, y: np.ndarray,
     order: np.ndarray, batch_size: int, lr: float, beta_avg: float = 0.9,
 ) -> tuple[Params, Params, list[float]]:
-    """One pass over the examples X[order] in mini-batches X{t}: forward, backward, step."""
+    """One pass over X[order] in mini-batches X{t}: forward, backward, step."""
     losses = []
     for t in range(len(X) // batch_size):          # the last partial batch is dropped
         batch = order[t * batch_size:(t + 1) * batch_size]
