@@ -82,6 +82,7 @@ from . import batch_noise  # noqa: E402,F401  (chapter 5)
 from . import running_stats, fold  # noqa: E402,F401  (chapter 6)
 from . import batchnorm2d, diagnostics  # noqa: E402,F401  (chapter 7)
 from . import small_batches  # noqa: E402,F401  (chapter 8)
+from . import network_numpy  # noqa: E402,F401  (chapter 9)
 from .widget import check, feedback_html  # noqa: E402
 
 __all__ = ["EXERCISES", "LIMITS", "Case", "Feedback", "Mistake", "Problem", "check",
