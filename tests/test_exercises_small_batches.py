@@ -24,24 +24,24 @@ def sums_right(x):
 
 
 def test_registered():
-    assert "group_norm" in EXERCISES and "sync_bn_sums" in EXERCISES
+    assert "group_norm_forward" in EXERCISES and "sync_bn_sums" in EXERCISES
 
 
 def test_right_answers_pass():
-    for exercise, fn in (("group_norm", group_norm_right), ("sync_bn_sums", sums_right)):
+    for exercise, fn in (("group_norm_forward", group_norm_right), ("sync_bn_sums", sums_right)):
         feedback = grade(exercise, fn)
         assert feedback.passed, feedback.message
         assert feedback.mistake is None
 
 
 def test_float32_answers_pass():
-    fb = grade("group_norm", lambda *a: group_norm_right(a[0].astype(np.float32), *a[1:]))
+    fb = grade("group_norm_forward", lambda *a: group_norm_right(a[0].astype(np.float32), *a[1:]))
     assert fb.passed, fb.message
 
 
 @pytest.mark.parametrize("mistake", sb.GN_MISTAKES, ids=lambda m: m.id)
 def test_each_group_norm_mistake_is_named(mistake):
-    feedback = grade("group_norm", lambda *args: mistake.compute(*args)[0])
+    feedback = grade("group_norm_forward", lambda *args: mistake.compute(*args)[0])
     assert not feedback.passed
     assert feedback.mistake == mistake.id, feedback.message
 
@@ -73,7 +73,7 @@ def test_broken_submissions_never_crash_the_grader():
     def raises(*args):
         raise NotImplementedError
 
-    for exercise in ("group_norm", "sync_bn_sums"):
+    for exercise in ("group_norm_forward", "sync_bn_sums"):
         assert grade(exercise, raises).mistake == "not_implemented"
         assert not grade(exercise, lambda *a: None).passed
         assert not grade(exercise, lambda *a: 1 / 0).passed

@@ -19,7 +19,7 @@ from course_lib.running_stats import update_running_stats
 
 
 def test_registered():
-    assert EXERCISES["ema_update"].startswith(
+    assert EXERCISES["update_running"].startswith(
         "fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)")
     assert EXERCISES["fold_bn"].startswith(
         "fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W_folded, b_folded)")
@@ -156,7 +156,7 @@ def fold_float32(W, b, gamma, beta, running_mean, running_var, eps):
 
 
 CORRECT = {
-    "ema_update": [ema_numpy, ema_loops, ema_torch_var, ema_module, ema_float32],
+    "update_running": [ema_numpy, ema_loops, ema_torch_var, ema_module, ema_float32],
     "fold_bn": [fold_numpy, fold_loops, fold_diag, fold_transpose_twice, fold_modules,
                 fold_float32],
 }
@@ -177,7 +177,7 @@ def test_correct_solutions_pass(exercise_id, fn):
 
 
 def test_ema_pass_message_names_both_stages():
-    fb = grade("ema_update", ema_numpy)
+    fb = grade("update_running", ema_numpy)
     assert fb.message.startswith(
         "✓ Correct: 4 single steps and all 3 runs of chained steps match "
         "torch.nn.BatchNorm1d's buffers; largest difference")
@@ -219,7 +219,7 @@ EMA_MISTAKES = {
 @pytest.mark.parametrize("name", sorted(EMA_MISTAKES))
 def test_ema_mistakes_are_named(name):
     fn, words, wrong = EMA_MISTAKES[name]
-    fb = grade("ema_update", fn)
+    fb = grade("update_running", fn)
     assert (fb.passed, fb.mistake) == (False, name.strip()), fb.message
     for w in words:
         assert w in fb.message, (w, fb.message)
@@ -229,10 +229,10 @@ def test_ema_mistakes_are_named(name):
 
 
 def test_ema_wrong_axis():
-    fb = grade("ema_update", lambda rm, rv, x, m: (x.mean(1), x.var(1, ddof=1)))
+    fb = grade("update_running", lambda rm, rv, x, m: (x.mean(1), x.var(1, ddof=1)))
     assert (fb.passed, fb.mistake) == (False, "wrong_axis")
     assert "axis=1" in fb.message and "axis=0" in fb.message
-    fb = grade("ema_update", lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(1), rv))
+    fb = grade("update_running", lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(1), rv))
     assert (fb.passed, fb.mistake) == (False, "exception")
     assert "broadcast" in fb.message and "axis" in fb.message
 
@@ -245,7 +245,7 @@ def test_ema_stateful_function_fails_the_chained_runs():
         w = m if len(seen) <= 10 else m * 1.02
         return (1 - w) * rm + w * x.mean(0), (1 - w) * rv + w * x.var(0, ddof=1)
 
-    fb = grade("ema_update", history_counter)
+    fb = grade("update_running", history_counter)
     assert (fb.passed, fb.mistake) == (False, "stateful"), fb.message
     assert "keep state between calls" in fb.message and "chained steps" in fb.message
 
@@ -258,7 +258,7 @@ def test_ema_in_place_update_is_reported():
         rv += m * x.var(0, ddof=1)
         return rm, rv
 
-    fb = grade("ema_update", in_place)
+    fb = grade("update_running", in_place)
     assert (fb.passed, fb.mistake) == (False, "mutates_input")
 
 
@@ -327,10 +327,10 @@ def test_fold_non_square_only_failure_is_reported_on_all_cases():
 # graders in test_exercises.py)
 # ---------------------------------------------------------------------------------------
 
-MISTAKES = {"ema_update": ema_ex.MISTAKES, "fold_bn": fold_ex.MISTAKES}
+MISTAKES = {"update_running": ema_ex.MISTAKES, "fold_bn": fold_ex.MISTAKES}
 
 
-@pytest.mark.parametrize("exercise_id", ["ema_update", "fold_bn"])
+@pytest.mark.parametrize("exercise_id", ["update_running", "fold_bn"])
 def test_grading_each_built_in_mistake_names_it(exercise_id):
     mistakes = MISTAKES[exercise_id]
     for m in mistakes:
@@ -352,8 +352,8 @@ def test_ema_cases_show_the_unbiased_variance():
 # Broken submissions are reported, never raised
 # ---------------------------------------------------------------------------------------
 
-RIGHT = {"ema_update": ema_numpy, "fold_bn": fold_numpy}
-N_ARGS = {"ema_update": 4, "fold_bn": 7}
+RIGHT = {"update_running": ema_numpy, "fold_bn": fold_numpy}
+N_ARGS = {"update_running": 4, "fold_bn": 7}
 
 
 def _broken(exercise_id):
@@ -419,7 +419,7 @@ def _broken(exercise_id):
 
 
 @pytest.mark.parametrize("kind", sorted(_broken("fold_bn")))
-@pytest.mark.parametrize("exercise_id", ["ema_update", "fold_bn"])
+@pytest.mark.parametrize("exercise_id", ["update_running", "fold_bn"])
 def test_broken_submissions_become_feedback(exercise_id, kind):
     fn, mistake, words = _broken(exercise_id)[kind]
     fb = grade(exercise_id, fn)

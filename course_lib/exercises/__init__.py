@@ -16,21 +16,21 @@ Public API (other code depends on these names):
 
 Registered exercises:
 
-- ``"standardize"``: ``fn(X_train, X_test) -> (X_train_std, X_test_std)`` (chapter 1)
-- ``"bn_forward"``: ``fn(x, gamma, beta, eps) -> out`` (chapter 2)
-- ``"bn_backward"``: ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` (chapter 2)
+- ``"standardize_train_test"``: ``fn(X_train, X_test) -> (X_train_std, X_test_std)`` (chapter 1)
+- ``"bn_forward_pass"``: ``fn(x, gamma, beta, eps) -> out`` (chapter 2)
+- ``"bn_backward_pass"``: ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` (chapter 2)
 - ``"build_bn_net"``: ``build(in_features, widths, out_features) -> nn.Sequential`` (chapter 3)
-- ``"percentiles"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
+- ``"activation_percentiles"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
   (chapter 4)
 - ``"normalize_in_batch"``: ``fn(z, mates, eps) -> z_norm`` of one example in its mini-batch
   (chapter 5)
-- ``"ema_update"``: ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)``
+- ``"update_running"``: ``fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)``
   (chapter 6)
 - ``"fold_bn"``: ``fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W', b')``
   (chapter 6)
 - ``"bn2d_forward"``: ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` (chapter 7)
 - ``"update_ratio"``: ``fn(weights, grads, lr) -> ratios``, one per layer (chapter 7)
-- ``"group_norm"``: ``fn(x, G, gamma, beta, eps) -> out`` (chapter 8)
+- ``"group_norm_forward"``: ``fn(x, G, gamma, beta, eps) -> out`` (chapter 8)
 - ``"sync_bn_sums"``: ``fn(x) -> (s, q)``, what each process all-reduces (chapter 8)
 
 Writing a grader (chapters 7, 8, ...): add ``course_lib/exercises/<idea>.py`` and import it
@@ -65,9 +65,9 @@ named) and the grader joins ``tests/test_exercises_fuzz.py``'s tables.
 Example::
 
     >>> from course_lib.exercises import grade, check
-    >>> grade("bn_forward", my_bn_forward).passed
+    >>> grade("bn_forward_pass", my_bn_forward).passed
     True
-    >>> check("bn_forward", my_bn_forward, timeout=60)   # a notebook: a green or red box
+    >>> check("bn_forward_pass", my_bn_forward, timeout=60)   # a notebook: a green or red box
 """
 
 from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, read_outputs,

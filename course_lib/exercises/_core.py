@@ -2,7 +2,7 @@
 
 A grader is a pure function ``submission -> Feedback`` registered under an exercise id::
 
-    @register("bn_forward", "fn(x, gamma, beta, eps) -> out: batch norm forward pass")
+    @register("bn_forward_pass", "fn(x, gamma, beta, eps) -> out: batch norm forward pass")
     def grade_bn_forward(submission) -> Feedback:
         return run_cases(submission, cases=..., arg_names=..., output_names=...,
                          mistakes=...)
@@ -23,8 +23,10 @@ it runs under the same guard as the submission.
 from __future__ import annotations
 
 import copy
+import dis
 import inspect
 import math
+import types
 from dataclasses import dataclass, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -88,7 +90,7 @@ def register(exercise_id: str, description: str) -> Callable[[Callable], Callabl
     """Decorator that registers ``grader(submission) -> Feedback`` under ``exercise_id``.
 
     Args:
-        exercise_id: short snake_case id used in notebooks, e.g. ``"bn_forward"``.
+        exercise_id: short snake_case id used in notebooks, e.g. ``"bn_forward_pass"``.
         description: one line: the call signature the grader uses and what it computes.
 
     Raises:
@@ -142,7 +144,7 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
 
     Args:
         exercise_id: one of ``EXERCISES``.
-        submission: the learner's function, e.g. ``grade("bn_forward", my_bn_forward)``.
+        submission: the learner's function, e.g. ``grade("bn_forward_pass", my_bn_forward)``.
         timeout: seconds for the learner's code, e.g. ``timeout=60`` for a slow machine.
 
     Returns:
@@ -154,7 +156,7 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
 
     Example::
 
-        >>> fb = grade("bn_forward", my_bn_forward)
+        >>> fb = grade("bn_forward_pass", my_bn_forward)
         >>> fb.passed, fb.mistake
         (False, 'unbiased_variance')
     """
@@ -181,8 +183,9 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
                 ),
                 mistake="grader_error",
             )
-    printed = s.output.report()
-    return replace(feedback, message=f"{feedback.message}\n\n{printed}") if printed else feedback
+    notes = [feedback.message, _sandbox.changed_settings_note(s.changed), s.output.report()]
+    return replace(feedback, message=_sandbox.clean_text("\n\n".join(n for n in notes if n)),
+                   solution=_sandbox.clean_text(feedback.solution))
 
 
 @dataclass(frozen=True)
@@ -249,20 +252,52 @@ def _error_problem(exc: BaseException, what: str) -> Problem:
     if "broadcast" in safe:
         text += (
             "\nA shape mismatch like this usually means a statistic was reduced over the "
-            "wrong axis or lost the axis it needs: per-feature statistics of an (N, D) "
-            "array are x.mean(axis=0), of shape (D,), and broadcast against x."
+            "wrong axis, or lost the axis it needs (keepdims=True keeps it). numpy lines "
+            "shapes up from the RIGHT: a vector of shape (D,) pairs with the last axis of "
+            "the array it meets."
         )
     return Problem("exception", text)
 
 
-def _guarded(thunk: Callable[[], Any], what: str) -> tuple[Any, Problem | None]:
-    """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``."""
+def _guarded(thunk: Callable[[], Any], what: str,
+             diagnose: Callable[[BaseException], Problem | None] | None = None,
+             ) -> tuple[Any, Problem | None]:
+    """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``;
+    ``diagnose`` may explain an exception the learner's code raised."""
     out = _sandbox.run(thunk)
     if out.timed_out is not None:
         return None, _timeout_problem(out.timed_out)
     if out.error is not None:
-        return None, _error_problem(out.error, what)
+        problem = _error_problem(out.error, what)
+        if diagnose is not None and problem.mistake == "exception":
+            found, failed = _guarded(lambda: diagnose(out.error), "The grader's diagnosis")
+            if failed is None and found is not None:
+                return None, Problem(found[0], f"{problem.message}\n{found[1]}")
+        return None, problem
     return out.value, None
+
+
+def _is_empty_stub(fn: Any) -> bool:
+    """Whether ``fn`` is a Python function whose body does nothing (``...``, ``pass`` or a
+    docstring): an exercise stub not filled in yet."""
+    code = getattr(fn, "__code__", None) if type(fn) is types.FunctionType else None
+    if code is None:
+        return False
+    try:
+        ops = [(i.opname, i.argval) for i in dis.get_instructions(code)]
+    except Exception:  # noqa: BLE001
+        return False
+    doc = fn.__doc__
+    return all(op in ("RESUME", "NOP", "RETURN_VALUE") or (
+        op in ("LOAD_CONST", "RETURN_CONST") and (arg is None or arg is Ellipsis or (type(arg) is str and arg is doc)))
+        for op, arg in ops)
+
+
+_EMPTY_STUB = Problem(
+    "not_implemented",
+    "Your function's body is still empty (only `...` or `pass`): write your code in it, "
+    "run the cell, and check again.",
+)
 
 
 def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | None:
@@ -302,8 +337,8 @@ def read_outputs(
                 return Problem(
                     "wrong_type",
                     f"Your function returned a tuple of {len(value)} items; expected only "
-                    f"the array {output_names[0]}. (The CS231n-style forward(x) -> (out, "
-                    f"cache) is what the library does; here return just {output_names[0]}.)",
+                    f"the array {output_names[0]}. (CS231n's layers return (out, cache); "
+                    f"this exercise asks for {output_names[0]} alone.)",
                 )
             items: tuple = (value,)
         elif value is None:
@@ -344,11 +379,56 @@ def read_outputs(
     return read
 
 
-def _unchanged(original: np.ndarray, passed: np.ndarray) -> bool:
-    try:
-        return bool(np.array_equal(original, passed, equal_nan=True))
-    except Exception:  # noqa: BLE001 - the learner changed the copy's dtype or shape
-        return False
+def _changes(original: Any, passed: Any, path: str) -> list[str]:
+    """Where the learner's copy ``passed`` of a case argument no longer equals the grader's
+    ``original``: ``[]``, or paths like ``"weights[0]"``. Arrays are compared by shape, dtype
+    and values (NaN equal to NaN); lists, tuples and dicts item by item (so ``W -= lr * dW``
+    over a list, an item replaced, appended or removed all show); other values by ``==``.
+    Only ``type()`` and plain attribute reads of the copy: it may hold learner objects."""
+    if isinstance(original, np.ndarray):
+        if type(passed) is not np.ndarray or passed.shape != original.shape \
+                or passed.dtype != original.dtype:
+            return [path]
+        try:
+            same = np.array_equal(original, passed, equal_nan=original.dtype.kind in "fc")
+        except Exception:  # noqa: BLE001
+            same = False
+        return [] if same else [path]
+    if isinstance(original, (list, tuple)):
+        if type(passed) is not type(original):
+            return [path]
+        items = list.__iter__(passed) if isinstance(passed, list) else tuple.__iter__(passed)
+        items = list(items)
+        if len(items) != len(original):
+            return [path]
+        return [p for k, (o, c) in enumerate(zip(original, items))
+                for p in _changes(o, c, f"{path}[{k}]")]
+    if isinstance(original, dict):
+        if type(passed) is not dict or set(dict.keys(passed)) != set(original):
+            return [path]
+        return [p for k, o in original.items() for p in _changes(o, dict.__getitem__(passed, k),
+                                                                 f"{path}[{k!r}]")]
+    if isinstance(original, (bool, int, float, str, type(None), np.generic)):
+        return [] if type(passed) is type(original) and (
+            passed == original or passed != passed and original != original) else [path]
+    return []  # anything else (a torch module, say) is the grader's to check
+
+
+def _mutation_text(paths: list[str]) -> str:
+    """The names of changed inputs for a message: ``"weights (weights[0], weights[1])"``."""
+    names = sorted({p.split("[")[0] for p in paths})
+    inner = [p for p in paths if "[" in p]
+    where = f" ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})" if inner else ""
+    return " and ".join(names) + where
+
+
+def _mutation_fix(paths: list[str]) -> str:
+    if any("[" in p for p in paths):
+        return ("An augmented assignment on an item of a list, as in `for W, dW in "
+                "zip(weights, grads): W -= lr * dW`, changes the caller's array itself (the "
+                "list holds the arrays, not copies). Compute with new arrays instead: "
+                "`step = lr * dW`.")
+    return "Work on new arrays instead: x_centered = x - mu, not x -= mu."
 
 
 def _same_object(a: Any, b: Any) -> bool:
@@ -373,6 +453,7 @@ def run_cases(
     fix: str = "",
     hint: str = "",
     diagnose_shape: Callable[[str, tuple, Case], tuple[str, str] | None] | None = None,
+    diagnose_error: Callable[[BaseException, Case], tuple[str, str] | None] | None = None,
     read: Callable[[Any, Case], tuple[np.ndarray, ...] | Problem] | None = None,
     success: str = "all {n} cases match the reference; largest difference {diff}{where}.",
 ) -> Feedback:
@@ -399,6 +480,9 @@ def run_cases(
         hint: what to check when the values are wrong and no classic mistake matches.
         diagnose_shape: optional ``(output_name, got_shape, case) -> (mistake_id, message)``
             that explains a wrong shape (e.g. a sum over the wrong axis).
+        diagnose_error: optional ``(exception, case) -> (mistake_id, message)`` that
+            explains an exception the submission raised (e.g. a broadcasting error that a
+            per-channel vector not reshaped causes); the message is added to the error's.
         read: optional ``(value, case) -> arrays or Problem`` replacing the default reading
             of the returned value (for submissions that return e.g. a network, or a list of
             numbers: such a hook can end with :func:`read_outputs`); it runs under the same
@@ -413,17 +497,18 @@ def run_cases(
     if problem is not None or failed is not None:
         problem = problem or failed
         return Feedback(False, problem.message, problem.mistake)
+    if _is_empty_stub(submission):
+        return Feedback(False, _EMPTY_STUB.message, _EMPTY_STUB.mistake)
     reader = read or read_outputs(output_names, diagnose_shape)
 
     def attempt(case: Case) -> tuple[Any, tuple[np.ndarray, ...] | None, Problem | None, tuple]:
         copies = copy.deepcopy(case.args)
-        value, problem = _guarded(lambda: submission(*copies), "Your function")
+        diagnose = None if diagnose_error is None else (lambda exc: diagnose_error(exc, case))
+        value, problem = _guarded(lambda: submission(*copies), "Your function", diagnose)
         if problem is not None:
             return None, None, problem, ()
-        mutated = tuple(
-            name for name, orig, seen in zip(arg_names, case.args, copies)
-            if isinstance(orig, np.ndarray) and not _unchanged(orig, seen)
-        )
+        mutated = tuple(p for name, orig, seen in zip(arg_names, case.args, copies)
+                        for p in _changes(orig, seen, name))
         outputs, problem = _guarded(
             lambda: reader(value, case), f"Using what your function returned (a {type_name(value)})")
         if problem is None and isinstance(outputs, Problem):
@@ -433,7 +518,7 @@ def run_cases(
                               f"a plain tuple).")
         return value, outputs, problem, mutated
 
-    values, results, mutated = [], [], set()
+    values, results, mutated = [], [], []
     for k, case in enumerate(cases):
         value, outputs, problem, changed = attempt(case)
         if problem is not None:
@@ -441,7 +526,7 @@ def run_cases(
             return Feedback(False, problem.message + where, problem.mistake, problem.solution)
         values.append(value)
         results.append(outputs)
-        mutated.update(changed)
+        mutated += [p for p in changed if p not in mutated]
 
     stateful = _state_problem(attempt, values, results, cases)
     if stateful is not None:
@@ -463,13 +548,12 @@ def run_cases(
     note = _dtype_note(results, cases)
     if not wrong_outputs:
         if mutated:
-            names = " and ".join(sorted(mutated))
             return Feedback(
                 False,
-                f"Your results are right, but your function modified its input {names} in "
-                f"place (for example with x -= mu or x /= std). The caller's array is now "
-                f"changed, so the next cell that uses it silently gets different data. Work "
-                f"on new arrays instead: x_centered = x - mu.",
+                f"Your results are right, but your function modified its input "
+                f"{_mutation_text(mutated)} in place (for example with x -= mu, x /= std or "
+                f"x[...] = 0). The caller's data is now changed, so the next cell that uses "
+                f"it silently gets different data. {_mutation_fix(mutated)}",
                 "mutates_input",
             )
         largest = max(
@@ -497,8 +581,8 @@ def run_cases(
         which = ", ".join(output_names[j] for j in js)
         parts.append(text if len(groups) == 1 else f"[{which}] {text}")
     if mutated:
-        parts.append(f"Also: your function modified its input {' and '.join(sorted(mutated))} "
-                     f"in place; work on new arrays instead (x = x - mu, not x -= mu).")
+        parts.append(f"Also: your function modified its input {_mutation_text(mutated)} in "
+                     f"place. {_mutation_fix(mutated)}")
     parts.append(note.strip())
     parts.append(report(worst, "Largest difference in"))
     mistake_id = found[0][0].id if found else "wrong_values"

@@ -213,7 +213,7 @@ FORWARD_HINT = (
 
 
 grade_bn_forward = register_cases(
-    "bn_forward",
+    "bn_forward_pass",
     "fn(x, gamma, beta, eps) -> out: batch norm forward pass for x of shape (N, D), "
     "gamma and beta of shape (D,) (chapter 2)",
     _forward_cases,
@@ -381,7 +381,7 @@ def _diagnose_backward_shape(name: str, got: tuple, case: Case) -> tuple[str, st
 
 # Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
 grade_bn_backward = register_cases(
-    "bn_backward",
+    "bn_backward_pass",
     "fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta): batch norm backward pass for x of "
     "shape (N, D) (chapter 2)",
     _backward_cases,

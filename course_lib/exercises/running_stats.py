@@ -263,7 +263,7 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
 
 
 @register(
-    "ema_update",
+    "update_running",
     "fn(running_mean, running_var, x, momentum) -> (new_mean, new_var): one update of "
     "torch.nn.BatchNorm1d's running statistics from a batch x of shape (N, D) (chapter 6)",
 )

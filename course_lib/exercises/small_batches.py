@@ -196,7 +196,7 @@ def _gn_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | N
 
 
 grade_group_norm = register_cases(
-    "group_norm",
+    "group_norm_forward",
     "fn(x, G, gamma, beta, eps) -> out: group norm of an (N, C, H, W) array with G groups of "
     "consecutive channels (chapter 8)",
     _gn_cases,
