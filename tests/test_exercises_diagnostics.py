@@ -68,5 +68,8 @@ def test_submissions_cannot_change_the_cases():
         grads.clear()
         return out
 
-    assert grade("update_ratio", vandal).passed
+    fb = grade("update_ratio", vandal)
+    assert fb.mistake == "mutates_input", fb.message
+    assert "weights[0]" in fb.message
+    assert "grads" in fb.message
     assert grade("update_ratio", right).passed

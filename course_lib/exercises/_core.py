@@ -280,8 +280,8 @@ def _guarded(thunk: Callable[[], Any], what: str,
 def _is_empty_stub(fn: Any) -> bool:
     """Whether ``fn`` is a Python function whose body does nothing (``...``, ``pass`` or a
     docstring): an exercise stub not filled in yet."""
-    code = getattr(fn, "__code__", None) if type(fn) is types.FunctionType else None
-    if code is None:
+    code = fn.__code__ if type(fn) is types.FunctionType else None
+    if code is None or code.co_name == "<lambda>":  # `lambda *a: None` is an answer, not a stub
         return False
     try:
         ops = [(i.opname, i.argval) for i in dis.get_instructions(code)]
@@ -295,8 +295,8 @@ def _is_empty_stub(fn: Any) -> bool:
 
 _EMPTY_STUB = Problem(
     "not_implemented",
-    "Your function's body is still empty (only `...` or `pass`): write your code in it, "
-    "run the cell, and check again.",
+    "Your function does nothing yet: its body is empty (only `...`, `pass` or `return None`). "
+    "Write your code in it, run the cell, and check again.",
 )
 
 
@@ -379,51 +379,58 @@ def read_outputs(
     return read
 
 
-def _changes(original: Any, passed: Any, path: str) -> list[str]:
+def _changes(original: Any, passed: Any, path: str) -> list[tuple[str, str]]:
     """Where the learner's copy ``passed`` of a case argument no longer equals the grader's
-    ``original``: ``[]``, or paths like ``"weights[0]"``. Arrays are compared by shape, dtype
-    and values (NaN equal to NaN); lists, tuples and dicts item by item (so ``W -= lr * dW``
-    over a list, an item replaced, appended or removed all show); other values by ``==``.
-    Only ``type()`` and plain attribute reads of the copy: it may hold learner objects."""
+    ``original``: ``[]``, or ``[(path, kind)]`` like ``("weights[0]", "array")`` or
+    ``("widths", "list")``. Arrays are compared by shape, dtype and values (NaN equal to
+    NaN); lists, tuples and dicts item by item (so ``W -= lr * dW`` over a list, an item
+    replaced, appended or removed all show); numbers and strings by value. Only ``type()``
+    and plain reads of the copy: it may hold learner objects."""
     if isinstance(original, np.ndarray):
         if type(passed) is not np.ndarray or passed.shape != original.shape \
                 or passed.dtype != original.dtype:
-            return [path]
+            return [(path, "array")]
         try:
             same = np.array_equal(original, passed, equal_nan=original.dtype.kind in "fc")
         except Exception:  # noqa: BLE001
             same = False
-        return [] if same else [path]
-    if isinstance(original, (list, tuple)):
-        if type(passed) is not type(original):
-            return [path]
-        items = list.__iter__(passed) if isinstance(passed, list) else tuple.__iter__(passed)
-        items = list(items)
-        if len(items) != len(original):
-            return [path]
-        return [p for k, (o, c) in enumerate(zip(original, items))
-                for p in _changes(o, c, f"{path}[{k}]")]
-    if isinstance(original, dict):
-        if type(passed) is not dict or set(dict.keys(passed)) != set(original):
-            return [path]
-        return [p for k, o in original.items() for p in _changes(o, dict.__getitem__(passed, k),
-                                                                 f"{path}[{k!r}]")]
-    if isinstance(original, (bool, int, float, str, type(None), np.generic)):
-        return [] if type(passed) is type(original) and (
-            passed == original or passed != passed and original != original) else [path]
+        return [] if same else [(path, "array")]
+    if isinstance(original, (list, tuple, dict)):
+        kind = type(original).__name__
+        if type(passed) is not type(original) or len(passed) != len(original):
+            return [(path, kind)]
+        if isinstance(original, dict):
+            if set(dict.keys(passed)) != set(original):
+                return [(path, kind)]
+            pairs = [(f"{path}[{k!r}]", o, dict.__getitem__(passed, k))
+                     for k, o in original.items()]
+        else:
+            items = list(list.__iter__(passed) if kind == "list" else tuple.__iter__(passed))
+            pairs = [(f"{path}[{k}]", o, c) for k, (o, c) in enumerate(zip(original, items))]
+        return [found for p, o, c in pairs for found in _changes(o, c, p)]
+    if isinstance(original, (bool, int, float, str, np.generic)):
+        same = type(passed) is type(original) and (
+            passed == original or (passed != passed and original != original))
+        return [] if same else [(path, "value")]
     return []  # anything else (a torch module, say) is the grader's to check
 
 
-def _mutation_text(paths: list[str]) -> str:
-    """The names of changed inputs for a message: ``"weights (weights[0], weights[1])"``."""
+def _mutation_text(found: list[tuple[str, str]]) -> str:
+    """The changed inputs for a message: ``"weights (weights[0], weights[1])"``."""
+    paths = [p for p, _ in found]
     names = sorted({p.split("[")[0] for p in paths})
     inner = [p for p in paths if "[" in p]
     where = f" ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})" if inner else ""
     return " and ".join(names) + where
 
 
-def _mutation_fix(paths: list[str]) -> str:
-    if any("[" in p for p in paths):
+def _mutation_fix(found: list[tuple[str, str]]) -> str:
+    """How to avoid the kind of in-place change that was found."""
+    if any(kind in ("list", "dict") for _, kind in found):
+        return ("Your function changed the container itself (append, pop, clear, item "
+                "assignment): the caller holds the same object, so its list changes too. "
+                "Build a new one instead, or work on a copy: list(widths).")
+    if any("[" in p for p, _ in found):
         return ("An augmented assignment on an item of a list, as in `for W, dW in "
                 "zip(weights, grads): W -= lr * dW`, changes the caller's array itself (the "
                 "list holds the arrays, not copies). Compute with new arrays instead: "
@@ -526,7 +533,7 @@ def run_cases(
             return Feedback(False, problem.message + where, problem.mistake, problem.solution)
         values.append(value)
         results.append(outputs)
-        mutated += [p for p in changed if p not in mutated]
+        mutated += [found for found in changed if found not in mutated]
 
     stateful = _state_problem(attempt, values, results, cases)
     if stateful is not None:
