@@ -14,9 +14,13 @@ import torch.nn.functional as F
 
 from course_lib.exercises import EXERCISES, Feedback, check, feedback_html, grade, register
 from course_lib.exercises import _core
+from course_lib.exercises import batch_noise as noise_ex
 from course_lib.exercises import batchnorm as bn_ex
+from course_lib.exercises import batchnorm2d as bn2d_ex
+from course_lib.exercises import diagnostics as diag_ex
 from course_lib.exercises import fold as fold_ex
 from course_lib.exercises import running_stats as ema_ex
+from course_lib.exercises import small_batches as sb_ex
 from course_lib.exercises import standardize as std_ex
 from course_lib.exercises._compare import is_close
 
@@ -432,6 +436,11 @@ SEPARATION_CHECKS = {
     "update_running": (ema_ex.MISTAKES, ema_ex._step_cases),
     "fold_bn": (fold_ex.MISTAKES, fold_ex._square_cases),
     "fold_bn (any shape)": (fold_ex.ANY_SHAPE_MISTAKES, fold_ex._all_cases),
+    "normalize_in_batch": (noise_ex.MISTAKES, noise_ex._cases),
+    "bn2d_forward": (bn2d_ex.MISTAKES, bn2d_ex._cases),
+    "update_ratio": (diag_ex.MISTAKES, diag_ex._cases),
+    "group_norm_forward": (sb_ex.GN_MISTAKES, sb_ex._gn_cases),
+    "sync_bn_sums": (sb_ex.SUM_MISTAKES, sb_ex._sum_cases),
 }
 
 

@@ -36,7 +36,7 @@ from . import _sandbox
 from ._compare import check_array, cmp_line, fmt_diff, is_close, max_abs_diff, tolerances, type_name
 
 __all__ = ["Feedback", "EXERCISES", "register", "register_cases", "grade", "Case", "Mistake",
-           "Problem", "run_cases", "read_outputs", "LIMITS"]
+           "Problem", "run_cases", "read_outputs", "hard_coded_eps", "LIMITS"]
 
 LIMITS = _sandbox.LIMITS
 
@@ -220,6 +220,24 @@ class Mistake:
     compute: Callable[..., tuple[np.ndarray, ...]]
 
 
+#: Where a fixed eps a learner writes into a function usually comes from.
+_EPS_ORIGINS = {1e-5: "PyTorch's default", 1e-3: "Keras's default",
+                1e-8: "a common 'small number', Adam's default eps"}
+
+
+def hard_coded_eps(value: float, used: Sequence[float], formula: str = "np.sqrt(var + eps)") -> str:
+    """The explanation of the mistake "eps written into the function as ``value``", for a
+    grader whose cases pass the eps values ``used``."""
+    origin = _EPS_ORIGINS.get(value)
+    return (
+        f"Looks like you used a fixed eps = {value:g}"
+        + (f" ({origin})" if origin else "")
+        + " instead of the eps argument. A layer can be built with any eps, and the cases pass "
+        f"eps = {', '.join(f'{e:g}' for e in sorted(set(used)))}: use the argument, "
+        f"{formula}, never a number written into the function."
+    )
+
+
 def _timeout_problem(exc: BaseException) -> Problem:
     limit, where = _sandbox.time_limit(), _sandbox.learner_frame(exc)
     return Problem(
@@ -233,7 +251,7 @@ def _timeout_problem(exc: BaseException) -> Problem:
     )
 
 
-def _error_problem(exc: BaseException, what: str) -> Problem:
+def _error_problem(exc: BaseException, what: str, generic_hints: bool = True) -> Problem:
     if isinstance(exc, NotImplementedError) and what == "Your function":
         return Problem(
             "not_implemented",
@@ -249,7 +267,7 @@ def _error_problem(exc: BaseException, what: str) -> Problem:
         # np.matrix is always 2-D: turning an (N, C, H, W) result into one fails here.
         return Problem("wrong_type", f"{text}\nnp.matrix (np.asmatrix, np.mat) is always "
                        f"2-D, so it cannot hold this array: return plain numpy arrays.")
-    if "broadcast" in safe:
+    if "broadcast" in safe and generic_hints:
         text += (
             "\nA shape mismatch like this usually means a statistic was reduced over the "
             "wrong axis, or lost the axis it needs (keepdims=True keeps it). numpy lines "
@@ -272,7 +290,8 @@ def _guarded(thunk: Callable[[], Any], what: str,
         if diagnose is not None and problem.mistake == "exception":
             found, failed = _guarded(lambda: diagnose(out.error), "The grader's diagnosis")
             if failed is None and found is not None:
-                return None, Problem(found[0], f"{problem.message}\n{found[1]}")
+                plain = _error_problem(out.error, what, generic_hints=False)
+                return None, Problem(found[0], f"{plain.message}\n{found[1]}")
         return None, problem
     return out.value, None
 
