@@ -349,6 +349,30 @@ def test_standardize_mistakes_are_named(mistake):
     assert "maxdiff" in fb.message and "case" in fb.message
 
 
+@pytest.mark.parametrize("fixed", [1e-5, 1e-3, 1e-8])
+def test_bn_forward_with_eps_written_in_is_named_with_its_value(fixed):
+    def eps_written_in(x, gamma, beta, eps):
+        return gamma * (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + fixed) + beta
+
+    fb = grade("bn_forward_pass", eps_written_in)
+    assert fb.mistake == "hard_coded_eps", fb.message
+    assert f"eps = {fixed:g}" in fb.message and "eps argument" in fb.message
+
+
+@pytest.mark.parametrize("fixed", [1e-5, 1e-3, 1e-8])
+def test_bn_backward_with_eps_written_in_is_named_with_its_value(fixed):
+    def eps_written_in(dout, x, gamma, eps):
+        n = x.shape[0]
+        inv_std = 1.0 / np.sqrt(x.var(axis=0) + fixed)
+        x_hat = (x - x.mean(axis=0)) * inv_std
+        dbeta, dgamma = dout.sum(axis=0), (dout * x_hat).sum(axis=0)
+        return gamma * inv_std / n * (n * dout - dbeta - x_hat * dgamma), dgamma, dbeta
+
+    fb = grade("bn_backward_pass", eps_written_in)
+    assert fb.mistake == "hard_coded_eps", fb.message
+    assert f"eps = {fixed:g}" in fb.message
+
+
 def test_test_refit_says_which_output_is_wrong():
     fb = grade("standardize_train_test", STANDARDIZE_MISTAKES["test_refit"][0])
     assert "Wrong: X_test_std. Right: X_train_std." in fb.message

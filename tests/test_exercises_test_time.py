@@ -207,6 +207,12 @@ EMA_MISTAKES = {
     "equal_weights": (
         lambda rm, rv, x, m: ((rm + x.mean(0)) / 2, (rv + x.var(0, ddof=1)) / 2),
         ["equal weights", "momentum=None"], "new_mean, new_var"),
+    "beta_as_momentum": (
+        lambda rm, rv, x, m: (0.1 * rm + 0.9 * x.mean(0), 0.1 * rv + 0.9 * x.var(0, ddof=1)),
+        ["lecture's beta", "momentum = 0.1"], "new_mean, new_var"),
+    "hard_coded_momentum": (
+        lambda rm, rv, x, m: (0.9 * rm + 0.1 * x.mean(0), 0.9 * rv + 0.1 * x.var(0, ddof=1)),
+        ["beta = 0.9", "momentum argument"], "new_mean, new_var"),
     "std_instead_of_var": (
         lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.std(0, ddof=1)),
         ["standard deviation", "sigma^2"], "new_var"),
@@ -282,6 +288,17 @@ FOLD_MISTAKES = {
         lambda W, b, g, be, mu, var, eps: (W * (g / (var + eps))[:, None],
                                            g / (var + eps) * (b - mu) + be),
         ["variance", "standard deviation"], "W_folded, b_folded"),
+    "eps_outside_sqrt": (
+        lambda W, b, g, be, mu, var, eps: (W * (g / (np.sqrt(var) + eps))[:, None],
+                                           g / (np.sqrt(var) + eps) * (b - mu) + be),
+        ["outside the square root"], "W_folded, b_folded"),
+    "gamma_not_in_scale": (
+        lambda W, b, g, be, mu, var, eps: (W / np.sqrt(var + eps)[:, None],
+                                           (b - mu) / np.sqrt(var + eps) + be),
+        ["without gamma", "gamma / np.sqrt(running_var + eps)"], "W_folded, b_folded"),
+    "hard_coded_eps": (
+        lambda W, b, g, be, mu, var, eps: fold_numpy(W, b, g, be, mu, var, 1e-5),
+        ["eps = 1e-05", "eps argument"], "W_folded, b_folded"),
     "scaled_columns": (_fold_with(W_f=lambda W, s: W * s), ["columns", "scale[:, None]"],
                        "W_folded"),
     "transposed": (_fold_with(W_f=lambda W, s: W.T * s), ["transposed"], "W_folded"),
