@@ -398,8 +398,9 @@ class _Alarm:
         self.fired = True
         if frame is None or frame.f_code is not _CALL_CODE:
             raise TimeUp()
-        # Landed in call() itself (arming or disarming): recorded; the timer repeats, so a
-        # learner's code that is still running gets the next one.
+        # Landed in call() itself, between arming and the learner's first line: recorded, and
+        # the next interrupt comes at once (not after the 50 ms repeat) to stop that code.
+        signal.setitimer(signal.ITIMER_REAL, 1e-4, _REPEAT)
 
     def _watch(self) -> None:
         if self.done.wait(self.seconds):
