@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import ipywidgets
 import numpy as np
@@ -23,6 +24,8 @@ from course_lib.exercises import running_stats as ema_ex
 from course_lib.exercises import small_batches as sb_ex
 from course_lib.exercises import standardize as std_ex
 from course_lib.exercises._compare import is_close
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------
 # Correct solutions, each written differently from the library
@@ -824,3 +827,91 @@ def test_a_pass_or_a_broken_submission_has_no_solution():
 def test_check_raises_only_for_an_unknown_id():
     with pytest.raises(ValueError, match="valid ids"):
         check("nope", bn_forward_einsum)
+
+
+# ---------------------------------------------------------------------------------------
+# A function not filled in yet: a neutral card that says how to run the exercise
+# ---------------------------------------------------------------------------------------
+
+
+def _stub(x, gamma, beta, eps):
+    # YOUR CODE HERE
+    raise NotImplementedError("Replace this line with your code.")
+
+
+def _empty(x, gamma, beta, eps):
+    ...
+
+
+@pytest.mark.parametrize("stub", [_stub, _empty], ids=["raises", "ellipsis"])
+def test_an_unfilled_stub_shows_how_to_run_the_exercise_not_a_verdict(stub):
+    card = check("bn2d_forward", stub).value
+    assert "How to run this exercise" in card
+    assert "Not yet" not in card
+    assert "Looks like" not in card
+    assert _RED_BORDER not in card
+
+
+def test_the_card_links_to_this_chapters_notebook_on_colab_and_binder():
+    card = check("bn2d_forward", _stub).value
+    notebook = "notebooks/07_deep_and_conv_nets.ipynb"
+    assert (f'href="https://colab.research.google.com/github/batchnorm-course/batchnorm-course/'
+            f'blob/main/{notebook}"') in card
+    assert (f'href="https://mybinder.org/v2/gh/batchnorm-course/batchnorm-course/main?'
+            f'urlpath=lab/tree/{notebook}"') in card
+    assert f"jupyter lab {notebook}" in card
+
+
+def test_a_real_attempt_is_still_graded():
+    assert "✗ Not yet" in check("bn_forward_pass", BN_FORWARD_MISTAKES["missing_eps"][0]).value
+    assert grade("bn_forward_pass", _stub).mistake == "not_implemented"
+
+
+_RED_BORDER = "#b3261e"
+
+
+def test_launch_links_name_the_repository_and_branch_of_config_yml():
+    import yaml
+
+    from course_lib.exercises import launch
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert launch.REPOSITORY == config["repository"]["url"]
+    assert launch.BRANCH == config["repository"]["branch"]
+
+
+def test_every_exercise_names_a_chapter_whose_notebook_exists():
+    from course_lib.exercises import launch
+
+    for exercise_id, description in EXERCISES.items():
+        chapter = launch.chapter_of(description)
+        assert chapter in launch.NOTEBOOKS, exercise_id
+        assert (ROOT / launch.NOTEBOOKS[chapter]).is_file(), exercise_id
+
+
+def test_exercise_ids_are_not_names_of_the_library():
+    """An id that is also a course_lib name with another contract invites passing the
+    library's function (issue 19): ids and public names never coincide."""
+    import importlib
+    import pkgutil
+
+    import course_lib
+
+    public = set()
+    for info in pkgutil.walk_packages(course_lib.__path__, "course_lib."):
+        if ".exercises" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        public |= {n for n in dir(module) if not n.startswith("_")}
+    assert not set(EXERCISES) & public
+
+
+def test_notebooks_grade_only_registered_exercises():
+    import json
+    import re
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        for cell in cells:
+            for exercise_id in re.findall(r"\b(?:grade|check)\(\"(\w+)\"", "".join(cell["source"])):
+                assert exercise_id in EXERCISES, (path.name, exercise_id)

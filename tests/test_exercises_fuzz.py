@@ -47,7 +47,7 @@ ARRAY_EXERCISES = {
     "standardize_train_test": (T.CORRECT["standardize_train_test"], std_ex._cases),
     "bn_forward_pass": (T.CORRECT["bn_forward_pass"], bn_ex._forward_cases),
     "bn_backward_pass": (T.CORRECT["bn_backward_pass"], bn_ex._backward_cases),
-    "activation_percentiles": ([TP.pct_numpy, TP.pct_quantile, TP.pct_loops, TP.pct_torch], pct_ex._cases),
+    "percentiles_per_step": ([TP.pct_numpy, TP.pct_quantile, TP.pct_loops, TP.pct_torch], pct_ex._cases),
     "update_running": (TT.CORRECT["update_running"], ema_ex._step_cases),
     "fold_bn": (TT.CORRECT["fold_bn"], fold_ex._all_cases),
     "normalize_in_batch": ([TB.nb_vstack, TB.nb_sums, TB.nb_torch], noise_ex._cases),

@@ -20,7 +20,7 @@ Registered exercises:
 - ``"bn_forward_pass"``: ``fn(x, gamma, beta, eps) -> out`` (chapter 2)
 - ``"bn_backward_pass"``: ``fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` (chapter 2)
 - ``"build_bn_net"``: ``build(in_features, widths, out_features) -> nn.Sequential`` (chapter 3)
-- ``"activation_percentiles"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
+- ``"percentiles_per_step"``: ``fn(activations) -> (steps, 3)`` array of 15th/50th/85th percentiles
   (chapter 4)
 - ``"normalize_in_batch"``: ``fn(z, mates, eps) -> z_norm`` of one example in its mini-batch
   (chapter 5)
