@@ -7,12 +7,20 @@ Public API (other code depends on these names):
 - :func:`grade` -- ``grade(exercise_id, submission, timeout=None) -> Feedback``; pure, never
   raises or hangs because of the submission.
 - :func:`check` -- ``check(exercise_id, submission, timeout=None) -> ipywidgets.HTML``, for
-  notebooks; :func:`feedback_html` -- the HTML it shows (pure).
+  notebooks; :func:`feedback_html` -- the HTML it shows (pure): a verdict, or for a function
+  not filled in yet (the stub's NotImplementedError, an empty body) a neutral card that says
+  how to run the exercise, with the chapter's Colab and Binder links (:mod:`.launch`). That
+  card is what the static site stores under every exercise.
 - :data:`EXERCISES` -- ``{exercise_id: one-line description with the call signature}``.
 - :data:`LIMITS` -- ``LIMITS.timeout`` (seconds of learner code per grading, default 10) and
   ``LIMITS.max_output`` (characters of printed output kept for the feedback).
 - For writing graders: :func:`register`, :func:`register_cases`, :class:`Case`,
-  :class:`Mistake`, :class:`Problem`, :func:`run_cases`, :func:`read_outputs` (below).
+  :class:`Mistake`, :class:`Problem`, :func:`run_cases`, :func:`read_outputs`,
+  :func:`hard_coded_eps` (below).
+
+Exercise ids never coincide with a public name of ``course_lib`` (a test checks it): a
+learner who passes the library's ``bn_forward`` (which returns ``(out, cache)``) to the
+exercise ``"bn_forward_pass"`` is told what is wrong by the ordinary checks.
 
 Registered exercises:
 
@@ -40,7 +48,8 @@ a function ``submission -> Feedback`` that builds:
 - its **cases**: ``Case(label, args, expected)``, inputs and the reference outputs computed
   by ``course_lib``'s own implementation (never a second copy of the formula). Choose them so
   that every classic mistake differs from the reference on some case, with shapes where
-  ``N != D``, non-default ``eps``/``momentum`` (so a hard-coded one shows), and at least two
+  ``N != D``, non-default ``eps``/``momentum``/``lr``/``G`` (so a hard-coded one shows; name
+  it with its value, :func:`hard_coded_eps`), and at least two
   cases whose inputs share a shape but not their data (so a cache shows);
 - its **mistakes**: ``Mistake(id, explanation, compute)``, each ``compute`` WRONG on
   purpose, in priority order; the explanation says what the learner did, why it is wrong
@@ -50,11 +59,14 @@ and returns ``run_cases(submission, cases=..., arg_names=..., output_names=...,
 mistakes=..., fix=..., hint=...)``; ``register_cases(id, description, make_cases, **options)``
 registers exactly that grader in one call. ``run_cases`` is the one case loop of every grader: it
 checks the signature, calls the submission on deep copies of each case's inputs in a
-sandbox (time limit, captured output, every exception caught, global state restored),
-reads what it returned (converting ndarray subclasses, refusing lists, tensors and other
+sandbox (time limit, captured output, every exception caught, interpreter settings put back
+and named), checks that no argument was changed in place (arrays, and lists, tuples and dicts
+of them, item by item), reads what it returned (converting ndarray subclasses, refusing lists, tensors and other
 array-likes with a message), checks for state (a case answered with another case's
 answer, case 1 answered differently when asked again), compares values and names the
-mistake. Optional hooks: ``diagnose_shape`` explains a wrong shape; ``read(value, case)``
+mistake. Optional hooks: ``diagnose_shape`` explains a wrong shape; ``diagnose_error``
+explains an exception (a per-channel vector not reshaped, a fixed number of groups);
+``read(value, case)``
 turns a returned value that is not arrays (a network) into arrays or a ``Problem``, under
 the same guard (a hook that only prepares the value, e.g. a list of numbers into an array,
 ends with the default ``read_outputs(output_names, diagnose_shape)``); ``success`` words the
@@ -70,8 +82,8 @@ Example::
     >>> check("bn_forward_pass", my_bn_forward, timeout=60)   # a notebook: a green or red box
 """
 
-from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, read_outputs,
-                    register, register_cases, run_cases)
+from ._core import (EXERCISES, LIMITS, Case, Feedback, Mistake, Problem, grade, hard_coded_eps,
+                    read_outputs, register, register_cases, run_cases)
 
 # Importing a grader module registers its exercises (order = order in EXERCISES).
 from . import standardize  # noqa: E402,F401  (chapter 1)
@@ -85,4 +97,5 @@ from . import small_batches  # noqa: E402,F401  (chapter 8)
 from .widget import check, feedback_html  # noqa: E402
 
 __all__ = ["EXERCISES", "LIMITS", "Case", "Feedback", "Mistake", "Problem", "check",
-           "feedback_html", "grade", "read_outputs", "register", "register_cases", "run_cases"]
+           "feedback_html", "grade", "hard_coded_eps", "read_outputs", "register",
+           "register_cases", "run_cases"]

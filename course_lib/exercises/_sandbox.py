@@ -334,11 +334,12 @@ class _Alarm:
     and the signal handler never raises into :meth:`call`'s own frame (nor once the alarm is
     inactive). So an alarm that arrives while the timer is being armed or disarmed (a tiny
     timeout, or a learner's ``finally:`` block that runs a long C call) is recorded, not
-    raised, and the ``finally`` that disarms always runs to its end. A signal still pending
-    after that reaches the quiet handler, which ``signal.signal`` runs before it puts the old
-    handler back. (Masking the signal with ``pthread_sigmask`` would not be enough: it masks
-    one thread, and the kernel then delivers the process's SIGALRM to another thread, whose
-    C handler still schedules the Python handler on the main thread.)
+    raised, and the ``finally`` that disarms always runs to its end. A signal already
+    delivered reaches the quiet handler, which ``signal.signal`` runs before it puts the old
+    handler back; one generated but not yet delivered is taken with ``sigtimedwait`` while
+    the signal is blocked in this thread. (Blocking alone, around arming and disarming, would
+    not be enough: the kernel then delivers the process's SIGALRM to another thread, whose C
+    handler still schedules the Python handler on the main thread.)
     """
 
     def __init__(self, seconds: float) -> None:
@@ -347,7 +348,7 @@ class _Alarm:
     def call(self, thunk: Callable[[], Any]) -> Any:
         """``thunk()`` under the time limit; the timer and handler are put back on every path."""
         main = threading.current_thread() is threading.main_thread()
-        if main and hasattr(signal, "setitimer") and hasattr(signal, "sigtimedwait"):
+        if main and hasattr(signal, "setitimer"):
             old_handler = signal.getsignal(signal.SIGALRM)
             old_timer = signal.setitimer(signal.ITIMER_REAL, 0)
             t0 = time.monotonic()
@@ -362,8 +363,8 @@ class _Alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 # A SIGALRM of ours not yet delivered would reach the old handler (or, with
                 # SIG_DFL, end the process): take it while it is blocked here.
-                if signal.SIGALRM in signal.sigpending():
-                    signal.sigtimedwait({signal.SIGALRM}, 0)
+                if hasattr(signal, "sigtimedwait") and signal.SIGALRM in signal.sigpending():
+                    signal.sigtimedwait({signal.SIGALRM}, 0)  # (not on macOS: none there)
                 signal.signal(signal.SIGALRM,
                               old_handler if old_handler is not None else signal.SIG_DFL)
                 left, interval = old_timer
