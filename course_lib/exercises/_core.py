@@ -278,7 +278,7 @@ def _error_problem(exc: BaseException, what: str, generic_hints: bool = True) ->
 
 
 def _guarded(thunk: Callable[[], Any], what: str,
-             diagnose: Callable[[BaseException], Problem | None] | None = None,
+             diagnose: Callable[[BaseException], tuple[str, str] | None] | None = None,
              ) -> tuple[Any, Problem | None]:
     """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``;
     ``diagnose`` may explain an exception the learner's code raised."""

@@ -318,9 +318,9 @@ def changed_settings_note(names: Any) -> str:
         return ""
     return (
         "Note: your code changed " + ", ".join(shown) + ". The grader put "
-        + ("it" if len(shown) == 1 else "them") + " back, but in your notebook the change "
-        "stays and affects every later cell. A function should compute its result without "
-        "changing the interpreter's settings."
+        + ("it" if len(shown) == 1 else "them") + " back, but wherever else your function "
+        "runs, the change stays and affects all the code that runs after it. A function "
+        "should compute its result without changing the interpreter's settings."
     )
 
 
