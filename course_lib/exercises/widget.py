@@ -99,9 +99,12 @@ def _how_to_run_html(exercise_id: str | None) -> str:
         f"is not, and names the classic mistake it recognizes.</p>"
         f'<p style="margin:6px 0 0 0;">On the course\'s website no Python runs: open '
         f'{where} in <a href="{html.escape(links.colab)}" target="_blank" rel="noopener" '
-        f'style="{link_style}">Colab</a> or <a href="{html.escape(links.binder)}" '
-        f'target="_blank" rel="noopener" style="{link_style}">Binder</a>, or on your own '
-        f"machine in Jupyter (<code>jupyter lab {html.escape(links.notebook)}</code> in a "
+        f'aria-label="Open {where} in Colab (new tab)" style="{link_style}">Colab</a> or '
+        f'<a href="{html.escape(links.binder)}" target="_blank" rel="noopener" '
+        f'aria-label="Open {where} in Binder (new tab)" style="{link_style}">Binder</a>, '
+        f"or on your own "
+        f"machine in Jupyter (<code style=\"overflow-wrap:anywhere;\">jupyter lab "
+        f"{html.escape(links.notebook)}</code> in a "
         f"clone of the course's repository).</p></div>"
     )
 
