@@ -159,6 +159,8 @@ def test_garbage_returns_never_crash(exercise_id, value):
 
 def _reshape_outputs(result, how):
     """The same numbers, handed back another way."""
+    if type(result) is list and all(isinstance(v, float) for v in result) and how != "plain":
+        result = np.asarray(result)  # one output given as a list of numbers: vary the array
     single = isinstance(result, np.ndarray)
     items = [result] if single else list(result)
     if how == "float32":
