@@ -56,21 +56,21 @@ a function ``submission -> Feedback`` that builds:
   and how to fix it;
 
 and returns ``run_cases(submission, cases=..., arg_names=..., output_names=...,
-mistakes=..., fix=..., hint=...)``; ``register_cases(id, description, make_cases, **options)``
-registers exactly that grader in one call. ``run_cases`` is the one case loop of every grader: it
-checks the signature, calls the submission on deep copies of each case's inputs in a
-sandbox (time limit, captured output, every exception caught, interpreter settings put back
-and named), checks that no argument was changed in place (arrays, and lists, tuples and dicts
-of them, item by item), reads what it returned (converting ndarray subclasses, refusing lists, tensors and other
-array-likes with a message), checks for state (a case answered with another case's
-answer, case 1 answered differently when asked again), compares values and names the
-mistake. Optional hooks: ``diagnose_shape`` explains a wrong shape; ``diagnose_error``
-explains an exception (a per-channel vector not reshaped, a fixed number of groups);
-``read(value, case)``
-turns a returned value that is not arrays (a network) into arrays or a ``Problem``, under
-the same guard (a hook that only prepares the value, e.g. a list of numbers into an array,
-ends with the default ``read_outputs(output_names, diagnose_shape)``); ``success`` words the
-pass message. Tests for a grader go in
+mistakes=..., fix=..., hint=...)``; ``register_cases(id, description, make_cases,
+**options)`` registers exactly that grader in one call. ``run_cases`` is the one case loop
+of every grader: it checks the signature, calls the submission on deep copies of each case's
+inputs in a sandbox (time limit, captured output, every exception caught, interpreter
+settings put back and named), checks that no argument was changed in place (arrays, and
+lists, tuples and dicts of them, item by item), reads what it returned (converting ndarray
+subclasses, refusing lists, tensors and other array-likes with a message), checks for state
+(a case answered with another case's answer, case 1 answered differently when asked again),
+compares values and names the mistake. Optional hooks: ``diagnose_shape`` explains a wrong
+shape; ``diagnose_error`` explains an exception (a per-channel vector not reshaped, a fixed
+number of groups); ``read(value, case)`` turns a returned value that is not arrays (a
+network) into arrays or a ``Problem``, under the same guard (a hook that only prepares the
+value, e.g. a list of numbers into an array, ends with the default
+``read_outputs(output_names, diagnose_shape)``); ``success`` words the pass message.
+Tests for a grader go in
 ``tests/test_exercises_<idea>.py`` (right answers written several ways pass, each mistake is
 named) and the grader joins ``tests/test_exercises_fuzz.py``'s tables.
 

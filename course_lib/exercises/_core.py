@@ -307,9 +307,13 @@ def _is_empty_stub(fn: Any) -> bool:
     except Exception:  # noqa: BLE001
         return False
     doc = fn.__doc__
-    return all(op in ("RESUME", "NOP", "RETURN_VALUE") or (
-        op in ("LOAD_CONST", "RETURN_CONST") and (arg is None or arg is Ellipsis or (type(arg) is str and arg is doc)))
-        for op, arg in ops)
+    def does_nothing(op: str, arg: Any) -> bool:
+        if op in ("RESUME", "NOP", "RETURN_VALUE"):
+            return True
+        return op in ("LOAD_CONST", "RETURN_CONST") and (
+            arg is None or arg is Ellipsis or (type(arg) is str and arg is doc))
+
+    return all(does_nothing(op, arg) for op, arg in ops)
 
 
 _EMPTY_STUB = Problem(
