@@ -940,3 +940,18 @@ def test_stored_exercise_outputs_show_how_to_run_never_an_unearned_verdict():
                 value = state[model_id]["state"]["value"]
                 assert "How to run this exercise" in value, (path.name, value[:200])
                 assert "Not yet" not in value, (path.name, value[:200])
+
+
+def test_changes_are_found_inside_lists_tuples_and_dicts():
+    a = np.arange(3.0)
+    original = {"w": [a, (a, 2.0)], "n": 3}
+    same = {"w": [a.copy(), (a.copy(), 2.0)], "n": 3}
+    assert _core._changes(original, same, "arg") == []
+    nan_inside = {"w": [a.copy(), (np.array([0.0, np.nan, 2.0]), 2.0)], "n": 3}
+    assert _core._changes(original, nan_inside, "arg") == [("arg['w'][1][0]", "array")]
+    key_added = {"w": [a.copy(), (a.copy(), 2.0)], "n": 3, "extra": 1}
+    assert _core._changes(original, key_added, "arg") == [("arg", "dict")]
+    number_changed = {"w": [a.copy(), (a.copy(), 2.5)], "n": 3}
+    assert _core._changes(original, number_changed, "arg") == [("arg['w'][1][1]", "value")]
+    recast = {"w": [a.astype(np.float32), (a.copy(), 2.0)], "n": 3}
+    assert _core._changes(original, recast, "arg") == [("arg['w'][0]", "array")]
