@@ -99,6 +99,17 @@ MISTAKES = {
 }
 
 
+@pytest.mark.parametrize("fixed", [1e-5, 1e-3, 1e-8])
+def test_a_fixed_eps_is_named_with_its_value(fixed):
+    def eps_written_in(z, mates, eps):
+        batch = np.vstack([z, mates])
+        return (z - batch.mean(axis=0)) / np.sqrt(batch.var(axis=0) + fixed)
+
+    fb = grade(EX, eps_written_in)
+    assert fb.mistake == "hard_coded_eps", fb.message
+    assert f"eps = {fixed:g}" in fb.message
+
+
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
 def test_mistakes_are_named(mistake):
     fn, words = MISTAKES[mistake]

@@ -97,3 +97,77 @@ def test_in_place_changes_are_reported():
         return out
 
     assert grade("bn2d_forward", in_place).mistake == "mutates_input"
+
+
+# ---- classic mistakes written as a learner would, not through the grader's table ----------
+
+
+def _per_channel(x):
+    return x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+
+
+def _channel(v):
+    return v[None, :, None, None]
+
+
+def eps_fixed_pytorch(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return _channel(gamma) * (x - mu) / np.sqrt(var + 1e-5) + _channel(beta)
+
+
+def eps_fixed_keras(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return _channel(gamma) * (x - mu) / np.sqrt(var + 0.001) + _channel(beta)
+
+
+def eps_outside(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return _channel(gamma) * (x - mu) / (np.sqrt(var) + eps) + _channel(beta)
+
+
+def by_variance(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return _channel(gamma) * (x - mu) / (var + eps) + _channel(beta)
+
+
+def no_gamma_beta(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return (x - mu) / np.sqrt(var + eps)
+
+
+def no_beta(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return _channel(gamma) * (x - mu) / np.sqrt(var + eps)
+
+
+def no_gamma(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return (x - mu) / np.sqrt(var + eps) + _channel(beta)
+
+
+def gamma_unreshaped(x, gamma, beta, eps):
+    mu, var = _per_channel(x)
+    return gamma * (x - mu) / np.sqrt(var + eps) + beta  # (C,) meets (N, C, H, W)
+
+
+@pytest.mark.parametrize("fn, mistake, words", [
+    (eps_fixed_pytorch, "hard_coded_eps", ["eps = 1e-05", "eps argument"]),
+    (eps_fixed_keras, "hard_coded_eps", ["eps = 0.001", "eps argument"]),
+    (eps_outside, "eps_outside_sqrt", ["outside the square root"]),
+    (by_variance, "divides_by_variance", ["standard deviation"]),
+    (no_gamma_beta, "ignores_gamma_beta", ["gamma * x_hat + beta"]),
+    (no_beta, "ignores_gamma_beta", ["forgot beta"]),
+    (no_gamma, "ignores_gamma_beta", ["forgot to multiply by gamma"]),
+    (gamma_unreshaped, "gamma_not_reshaped", ["channel axis", "gamma[None, :, None, None]"]),
+], ids=lambda v: v.__name__ if callable(v) else None)
+def test_classic_mistakes_written_by_a_learner_are_named(fn, mistake, words):
+    feedback = grade("bn2d_forward", fn)
+    assert feedback.mistake == mistake, feedback.message
+    for w in words:
+        assert w in feedback.message, (w, feedback.message)
+
+
+def test_an_unreshaped_gamma_hint_speaks_of_channels_not_of_an_n_by_d_array():
+    feedback = grade("bn2d_forward", gamma_unreshaped)
+    assert "(D,), and broadcast against x" not in feedback.message
+    assert "last axis" in feedback.message

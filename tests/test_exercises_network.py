@@ -315,13 +315,16 @@ def test_a_network_that_fails_on_a_batch_is_feedback():
     assert (fb.passed, fb.mistake) == (False, "wrong_activation"), fb.message
 
 
-def test_a_submission_that_consumes_widths_does_not_affect_later_calls():
+def test_a_submission_that_consumes_widths_is_named_and_does_not_affect_later_calls():
     def consumes(in_features, widths, out_features):
         model = build_loop(in_features, widths, out_features)
         widths.clear()
         return model
 
-    assert grade(EX, consumes).passed
+    fb = grade(EX, consumes)
+    assert fb.mistake == "mutates_input", fb.message
+    assert "list(widths)" in fb.message
+    assert grade(EX, build_loop).passed
 
 
 def test_exercise_is_registered_with_its_signature():

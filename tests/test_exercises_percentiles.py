@@ -15,8 +15,8 @@ from course_lib.experiments.probes.percentiles import activation_percentiles
 
 
 def test_registered_with_its_signature():
-    assert EXERCISES["percentiles"].startswith("fn(activations) -> out")
-    assert "(chapter 4)" in EXERCISES["percentiles"]
+    assert EXERCISES["percentiles_per_step"].startswith("fn(activations) -> out")
+    assert "(chapter 4)" in EXERCISES["percentiles_per_step"]
 
 
 def test_reference_is_numpy_and_torch():
@@ -98,19 +98,19 @@ CORRECT = [pct_numpy, pct_quantile, pct_columns, pct_loops, pct_interp, pct_torc
 
 @pytest.mark.parametrize("fn", CORRECT, ids=lambda f: f.__name__)
 def test_correct_solutions_pass(fn):
-    fb = grade("percentiles", fn)
+    fb = grade("percentiles_per_step", fn)
     assert fb.passed, fb.message
     assert fb.mistake is None
     assert fb.message.startswith("✓ Correct: all 4 cases")
 
 
 def test_float32_answer_passes_with_a_note():
-    fb = grade("percentiles", pct_torch_float32)
+    fb = grade("percentiles_per_step", pct_torch_float32)
     assert fb.passed and "float32" in fb.message
 
 
 def test_pass_message_does_not_depend_on_round_off():
-    assert grade("percentiles", pct_loops).message in (
+    assert grade("percentiles_per_step", pct_loops).message in (
         "✓ Correct: all 4 cases match the reference; largest difference 0.",
         "✓ Correct: all 4 cases match the reference; largest difference < 1e-12 (round-off).",
     )
@@ -164,14 +164,14 @@ MISTAKES = {
 )
 def test_mistakes_are_named(mistake, k):
     fn, words = MISTAKES[mistake][k]
-    fb = grade("percentiles", fn)
+    fb = grade("percentiles_per_step", fn)
     assert (fb.passed, fb.mistake) == (False, mistake), fb.message
     for w in words:
         assert w in fb.message, (w, fb.message)
 
 
 def test_unrecognized_wrong_values_get_the_generic_hint():
-    fb = grade("percentiles", lambda a: 2.0 * pct_numpy(a))
+    fb = grade("percentiles_per_step", lambda a: 2.0 * pct_numpy(a))
     assert (fb.passed, fb.mistake) == (False, "wrong_values")
     assert "No classic mistake matches" in fb.message and "np.median" in fb.message
     assert "Largest difference in case" in fb.message and "maxdiff" in fb.message
@@ -187,7 +187,7 @@ def test_every_built_in_mistake_is_named_and_far_from_the_reference():
         assert rel > 1e-3, (m.id, rel)
         if len(finite) < len(cases):
             continue  # wrong_axis on a non-square case: a shape, named by the shape check
-        fb = grade("percentiles", lambda a, _m=m: _m.compute(a)[0])
+        fb = grade("percentiles_per_step", lambda a, _m=m: _m.compute(a)[0])
         assert (fb.passed, fb.mistake) == (False, m.id), fb.message
         assert m.explanation in fb.message
 
@@ -241,7 +241,7 @@ BROKEN = {
 @pytest.mark.parametrize("kind", sorted(BROKEN))
 def test_broken_submissions_become_feedback(kind):
     fn, words = BROKEN[kind]
-    fb = grade("percentiles", fn)
+    fb = grade("percentiles_per_step", fn)
     assert isinstance(fb, Feedback)
     assert (fb.passed, fb.mistake) == (False, kind), fb.message
     for w in words:
@@ -249,15 +249,15 @@ def test_broken_submissions_become_feedback(kind):
 
 
 def test_torch_tensor_answer_is_explained():
-    fb = grade("percentiles", lambda a: torch.from_numpy(pct_numpy(a)))
+    fb = grade("percentiles_per_step", lambda a: torch.from_numpy(pct_numpy(a)))
     assert fb.mistake == "wrong_type" and ".detach().numpy()" in fb.message
 
 
 def test_mutating_submission_cannot_corrupt_the_grader():
-    assert grade("percentiles", _mutates).mistake == "mutates_input"
-    assert grade("percentiles", pct_numpy).passed
+    assert grade("percentiles_per_step", _mutates).mistake == "mutates_input"
+    assert grade("percentiles_per_step", pct_numpy).passed
 
 
 def test_grading_is_deterministic():
     fn = MISTAKES["wrong_order"][0][0]
-    assert grade("percentiles", fn) == grade("percentiles", fn)
+    assert grade("percentiles_per_step", fn) == grade("percentiles_per_step", fn)

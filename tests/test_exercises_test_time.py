@@ -19,7 +19,7 @@ from course_lib.running_stats import update_running_stats
 
 
 def test_registered():
-    assert EXERCISES["ema_update"].startswith(
+    assert EXERCISES["update_running"].startswith(
         "fn(running_mean, running_var, x, momentum) -> (new_mean, new_var)")
     assert EXERCISES["fold_bn"].startswith(
         "fn(W, b, gamma, beta, running_mean, running_var, eps) -> (W_folded, b_folded)")
@@ -156,7 +156,7 @@ def fold_float32(W, b, gamma, beta, running_mean, running_var, eps):
 
 
 CORRECT = {
-    "ema_update": [ema_numpy, ema_loops, ema_torch_var, ema_module, ema_float32],
+    "update_running": [ema_numpy, ema_loops, ema_torch_var, ema_module, ema_float32],
     "fold_bn": [fold_numpy, fold_loops, fold_diag, fold_transpose_twice, fold_modules,
                 fold_float32],
 }
@@ -177,7 +177,7 @@ def test_correct_solutions_pass(exercise_id, fn):
 
 
 def test_ema_pass_message_names_both_stages():
-    fb = grade("ema_update", ema_numpy)
+    fb = grade("update_running", ema_numpy)
     assert fb.message.startswith(
         "✓ Correct: 4 single steps and all 3 runs of chained steps match "
         "torch.nn.BatchNorm1d's buffers; largest difference")
@@ -207,6 +207,12 @@ EMA_MISTAKES = {
     "equal_weights": (
         lambda rm, rv, x, m: ((rm + x.mean(0)) / 2, (rv + x.var(0, ddof=1)) / 2),
         ["equal weights", "momentum=None"], "new_mean, new_var"),
+    "beta_as_momentum": (
+        lambda rm, rv, x, m: (0.1 * rm + 0.9 * x.mean(0), 0.1 * rv + 0.9 * x.var(0, ddof=1)),
+        ["lecture's beta", "momentum = 0.1"], "new_mean, new_var"),
+    "hard_coded_momentum": (
+        lambda rm, rv, x, m: (0.9 * rm + 0.1 * x.mean(0), 0.9 * rv + 0.1 * x.var(0, ddof=1)),
+        ["beta = 0.9", "momentum argument"], "new_mean, new_var"),
     "std_instead_of_var": (
         lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(0), (1 - m) * rv + m * x.std(0, ddof=1)),
         ["standard deviation", "sigma^2"], "new_var"),
@@ -219,7 +225,7 @@ EMA_MISTAKES = {
 @pytest.mark.parametrize("name", sorted(EMA_MISTAKES))
 def test_ema_mistakes_are_named(name):
     fn, words, wrong = EMA_MISTAKES[name]
-    fb = grade("ema_update", fn)
+    fb = grade("update_running", fn)
     assert (fb.passed, fb.mistake) == (False, name.strip()), fb.message
     for w in words:
         assert w in fb.message, (w, fb.message)
@@ -229,10 +235,10 @@ def test_ema_mistakes_are_named(name):
 
 
 def test_ema_wrong_axis():
-    fb = grade("ema_update", lambda rm, rv, x, m: (x.mean(1), x.var(1, ddof=1)))
+    fb = grade("update_running", lambda rm, rv, x, m: (x.mean(1), x.var(1, ddof=1)))
     assert (fb.passed, fb.mistake) == (False, "wrong_axis")
     assert "axis=1" in fb.message and "axis=0" in fb.message
-    fb = grade("ema_update", lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(1), rv))
+    fb = grade("update_running", lambda rm, rv, x, m: ((1 - m) * rm + m * x.mean(1), rv))
     assert (fb.passed, fb.mistake) == (False, "exception")
     assert "broadcast" in fb.message and "axis" in fb.message
 
@@ -245,7 +251,7 @@ def test_ema_stateful_function_fails_the_chained_runs():
         w = m if len(seen) <= 10 else m * 1.02
         return (1 - w) * rm + w * x.mean(0), (1 - w) * rv + w * x.var(0, ddof=1)
 
-    fb = grade("ema_update", history_counter)
+    fb = grade("update_running", history_counter)
     assert (fb.passed, fb.mistake) == (False, "stateful"), fb.message
     assert "keep state between calls" in fb.message and "chained steps" in fb.message
 
@@ -258,7 +264,7 @@ def test_ema_in_place_update_is_reported():
         rv += m * x.var(0, ddof=1)
         return rm, rv
 
-    fb = grade("ema_update", in_place)
+    fb = grade("update_running", in_place)
     assert (fb.passed, fb.mistake) == (False, "mutates_input")
 
 
@@ -282,6 +288,17 @@ FOLD_MISTAKES = {
         lambda W, b, g, be, mu, var, eps: (W * (g / (var + eps))[:, None],
                                            g / (var + eps) * (b - mu) + be),
         ["variance", "standard deviation"], "W_folded, b_folded"),
+    "eps_outside_sqrt": (
+        lambda W, b, g, be, mu, var, eps: (W * (g / (np.sqrt(var) + eps))[:, None],
+                                           g / (np.sqrt(var) + eps) * (b - mu) + be),
+        ["outside the square root"], "W_folded, b_folded"),
+    "gamma_not_in_scale": (
+        lambda W, b, g, be, mu, var, eps: (W / np.sqrt(var + eps)[:, None],
+                                           (b - mu) / np.sqrt(var + eps) + be),
+        ["without gamma", "gamma / np.sqrt(running_var + eps)"], "W_folded, b_folded"),
+    "hard_coded_eps": (
+        lambda W, b, g, be, mu, var, eps: fold_numpy(W, b, g, be, mu, var, 1e-5),
+        ["eps = 1e-05", "eps argument"], "W_folded, b_folded"),
     "scaled_columns": (_fold_with(W_f=lambda W, s: W * s), ["columns", "scale[:, None]"],
                        "W_folded"),
     "transposed": (_fold_with(W_f=lambda W, s: W.T * s), ["transposed"], "W_folded"),
@@ -327,10 +344,10 @@ def test_fold_non_square_only_failure_is_reported_on_all_cases():
 # graders in test_exercises.py)
 # ---------------------------------------------------------------------------------------
 
-MISTAKES = {"ema_update": ema_ex.MISTAKES, "fold_bn": fold_ex.MISTAKES}
+MISTAKES = {"update_running": ema_ex.MISTAKES, "fold_bn": fold_ex.MISTAKES}
 
 
-@pytest.mark.parametrize("exercise_id", ["ema_update", "fold_bn"])
+@pytest.mark.parametrize("exercise_id", ["update_running", "fold_bn"])
 def test_grading_each_built_in_mistake_names_it(exercise_id):
     mistakes = MISTAKES[exercise_id]
     for m in mistakes:
@@ -352,8 +369,8 @@ def test_ema_cases_show_the_unbiased_variance():
 # Broken submissions are reported, never raised
 # ---------------------------------------------------------------------------------------
 
-RIGHT = {"ema_update": ema_numpy, "fold_bn": fold_numpy}
-N_ARGS = {"ema_update": 4, "fold_bn": 7}
+RIGHT = {"update_running": ema_numpy, "fold_bn": fold_numpy}
+N_ARGS = {"update_running": 4, "fold_bn": 7}
 
 
 def _broken(exercise_id):
@@ -366,7 +383,7 @@ def _broken(exercise_id):
         raise NotImplementedError
 
     def returns_none(*a):
-        return None
+        result = right(*a)  # noqa: F841 - computed, then the `return` forgotten
 
     def one_output(*a):
         return right(*a)[0]
@@ -419,7 +436,7 @@ def _broken(exercise_id):
 
 
 @pytest.mark.parametrize("kind", sorted(_broken("fold_bn")))
-@pytest.mark.parametrize("exercise_id", ["ema_update", "fold_bn"])
+@pytest.mark.parametrize("exercise_id", ["update_running", "fold_bn"])
 def test_broken_submissions_become_feedback(exercise_id, kind):
     fn, mistake, words = _broken(exercise_id)[kind]
     fb = grade(exercise_id, fn)

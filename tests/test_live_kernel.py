@@ -65,7 +65,7 @@ LAB_SETTINGS = {
                                                    "checkForUpdates": False},
 }
 
-STUB_CHECK = 'check("bn_forward", bn_forward)'
+STUB_CHECK = 'check("bn_forward_pass", bn_forward)'
 UNBIASED_BN_FORWARD = '''\
 def bn_forward(x, gamma, beta, eps):
     mu = x.mean(axis=0)

@@ -2,7 +2,7 @@
 
 A grader is a pure function ``submission -> Feedback`` registered under an exercise id::
 
-    @register("bn_forward", "fn(x, gamma, beta, eps) -> out: batch norm forward pass")
+    @register("bn_forward_pass", "fn(x, gamma, beta, eps) -> out: batch norm forward pass")
     def grade_bn_forward(submission) -> Feedback:
         return run_cases(submission, cases=..., arg_names=..., output_names=...,
                          mistakes=...)
@@ -23,8 +23,10 @@ it runs under the same guard as the submission.
 from __future__ import annotations
 
 import copy
+import dis
 import inspect
 import math
+import types
 from dataclasses import dataclass, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -34,7 +36,7 @@ from . import _sandbox
 from ._compare import check_array, cmp_line, fmt_diff, is_close, max_abs_diff, tolerances, type_name
 
 __all__ = ["Feedback", "EXERCISES", "register", "register_cases", "grade", "Case", "Mistake",
-           "Problem", "run_cases", "read_outputs", "LIMITS"]
+           "Problem", "run_cases", "read_outputs", "hard_coded_eps", "LIMITS"]
 
 LIMITS = _sandbox.LIMITS
 
@@ -88,7 +90,7 @@ def register(exercise_id: str, description: str) -> Callable[[Callable], Callabl
     """Decorator that registers ``grader(submission) -> Feedback`` under ``exercise_id``.
 
     Args:
-        exercise_id: short snake_case id used in notebooks, e.g. ``"bn_forward"``.
+        exercise_id: short snake_case id used in notebooks, e.g. ``"bn_forward_pass"``.
         description: one line: the call signature the grader uses and what it computes.
 
     Raises:
@@ -142,7 +144,7 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
 
     Args:
         exercise_id: one of ``EXERCISES``.
-        submission: the learner's function, e.g. ``grade("bn_forward", my_bn_forward)``.
+        submission: the learner's function, e.g. ``grade("bn_forward_pass", my_bn_forward)``.
         timeout: seconds for the learner's code, e.g. ``timeout=60`` for a slow machine.
 
     Returns:
@@ -154,7 +156,7 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
 
     Example::
 
-        >>> fb = grade("bn_forward", my_bn_forward)
+        >>> fb = grade("bn_forward_pass", my_bn_forward)
         >>> fb.passed, fb.mistake
         (False, 'unbiased_variance')
     """
@@ -181,8 +183,9 @@ def grade(exercise_id: str, submission: Any, *, timeout: float | None = None) ->
                 ),
                 mistake="grader_error",
             )
-    printed = s.output.report()
-    return replace(feedback, message=f"{feedback.message}\n\n{printed}") if printed else feedback
+    notes = [feedback.message, _sandbox.changed_settings_note(s.changed), s.output.report()]
+    return replace(feedback, message=_sandbox.clean_text("\n\n".join(n for n in notes if n)),
+                   solution=_sandbox.clean_text(feedback.solution))
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,24 @@ class Mistake:
     compute: Callable[..., tuple[np.ndarray, ...]]
 
 
+#: Where a fixed eps a learner writes into a function usually comes from.
+_EPS_ORIGINS = {1e-5: "PyTorch's default", 1e-3: "Keras's default",
+                1e-8: "a common 'small number', Adam's default eps"}
+
+
+def hard_coded_eps(value: float, used: Sequence[float], formula: str = "np.sqrt(var + eps)") -> str:
+    """The explanation of the mistake "eps written into the function as ``value``", for a
+    grader whose cases pass the eps values ``used``."""
+    origin = _EPS_ORIGINS.get(value)
+    return (
+        f"Looks like you used a fixed eps = {value:g}"
+        + (f" ({origin})" if origin else "")
+        + " instead of the eps argument. A layer can be built with any eps, and the cases pass "
+        f"eps = {', '.join(f'{e:g}' for e in sorted(set(used)))}: use the argument, "
+        f"{formula}, never a number written into the function."
+    )
+
+
 def _timeout_problem(exc: BaseException) -> Problem:
     limit, where = _sandbox.time_limit(), _sandbox.learner_frame(exc)
     return Problem(
@@ -230,7 +251,7 @@ def _timeout_problem(exc: BaseException) -> Problem:
     )
 
 
-def _error_problem(exc: BaseException, what: str) -> Problem:
+def _error_problem(exc: BaseException, what: str, generic_hints: bool = True) -> Problem:
     if isinstance(exc, NotImplementedError) and what == "Your function":
         return Problem(
             "not_implemented",
@@ -246,23 +267,60 @@ def _error_problem(exc: BaseException, what: str) -> Problem:
         # np.matrix is always 2-D: turning an (N, C, H, W) result into one fails here.
         return Problem("wrong_type", f"{text}\nnp.matrix (np.asmatrix, np.mat) is always "
                        f"2-D, so it cannot hold this array: return plain numpy arrays.")
-    if "broadcast" in safe:
+    if "broadcast" in safe and generic_hints:
         text += (
             "\nA shape mismatch like this usually means a statistic was reduced over the "
-            "wrong axis or lost the axis it needs: per-feature statistics of an (N, D) "
-            "array are x.mean(axis=0), of shape (D,), and broadcast against x."
+            "wrong axis, or lost the axis it needs (keepdims=True keeps it). numpy lines "
+            "shapes up from the RIGHT: a vector of shape (D,) pairs with the last axis of "
+            "the array it meets."
         )
     return Problem("exception", text)
 
 
-def _guarded(thunk: Callable[[], Any], what: str) -> tuple[Any, Problem | None]:
-    """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``."""
+def _guarded(thunk: Callable[[], Any], what: str,
+             diagnose: Callable[[BaseException], tuple[str, str] | None] | None = None,
+             ) -> tuple[Any, Problem | None]:
+    """Run learner-facing ``thunk`` in the sandbox: ``(value, None)`` or ``(None, problem)``;
+    ``diagnose`` may explain an exception the learner's code raised."""
     out = _sandbox.run(thunk)
     if out.timed_out is not None:
         return None, _timeout_problem(out.timed_out)
     if out.error is not None:
-        return None, _error_problem(out.error, what)
+        problem = _error_problem(out.error, what)
+        if diagnose is not None and problem.mistake == "exception":
+            found, failed = _guarded(lambda: diagnose(out.error), "The grader's diagnosis")
+            if failed is None and found is not None:
+                plain = _error_problem(out.error, what, generic_hints=False)
+                return None, Problem(found[0], f"{plain.message}\n{found[1]}")
+        return None, problem
     return out.value, None
+
+
+def _is_empty_stub(fn: Any) -> bool:
+    """Whether ``fn`` is a Python function whose body does nothing (``...``, ``pass`` or a
+    docstring): an exercise stub not filled in yet."""
+    code = fn.__code__ if type(fn) is types.FunctionType else None
+    if code is None or code.co_name == "<lambda>":  # `lambda *a: None` is an answer, not a stub
+        return False
+    try:
+        ops = [(i.opname, i.argval) for i in dis.get_instructions(code)]
+    except Exception:  # noqa: BLE001
+        return False
+    doc = fn.__doc__
+    def does_nothing(op: str, arg: Any) -> bool:
+        if op in ("RESUME", "NOP", "RETURN_VALUE"):
+            return True
+        return op in ("LOAD_CONST", "RETURN_CONST") and (
+            arg is None or arg is Ellipsis or (type(arg) is str and arg is doc))
+
+    return all(does_nothing(op, arg) for op, arg in ops)
+
+
+_EMPTY_STUB = Problem(
+    "not_implemented",
+    "Your function does nothing yet: its body is empty (only `...`, `pass` or `return None`). "
+    "Write your code in it, run the cell, and check again.",
+)
 
 
 def _check_signature(fn: Any, args: tuple[Any, ...], call: str) -> Problem | None:
@@ -302,8 +360,8 @@ def read_outputs(
                 return Problem(
                     "wrong_type",
                     f"Your function returned a tuple of {len(value)} items; expected only "
-                    f"the array {output_names[0]}. (The CS231n-style forward(x) -> (out, "
-                    f"cache) is what the library does; here return just {output_names[0]}.)",
+                    f"the array {output_names[0]}. (CS231n's layers return (out, cache); "
+                    f"this exercise asks for {output_names[0]} alone.)",
                 )
             items: tuple = (value,)
         elif value is None:
@@ -344,11 +402,63 @@ def read_outputs(
     return read
 
 
-def _unchanged(original: np.ndarray, passed: np.ndarray) -> bool:
-    try:
-        return bool(np.array_equal(original, passed, equal_nan=True))
-    except Exception:  # noqa: BLE001 - the learner changed the copy's dtype or shape
-        return False
+def _changes(original: Any, passed: Any, path: str) -> list[tuple[str, str]]:
+    """Where the learner's copy ``passed`` of a case argument no longer equals the grader's
+    ``original``: ``[]``, or ``[(path, kind)]`` like ``("weights[0]", "array")`` or
+    ``("widths", "list")``. Arrays are compared by shape, dtype and values (NaN equal to
+    NaN); lists, tuples and dicts item by item (so ``W -= lr * dW`` over a list, an item
+    replaced, appended or removed all show); numbers and strings by value. Only ``type()``
+    and plain reads of the copy: it may hold learner objects."""
+    if isinstance(original, np.ndarray):
+        if type(passed) is not np.ndarray or passed.shape != original.shape \
+                or passed.dtype != original.dtype:
+            return [(path, "array")]
+        try:
+            same = np.array_equal(original, passed, equal_nan=original.dtype.kind in "fc")
+        except Exception:  # noqa: BLE001
+            same = False
+        return [] if same else [(path, "array")]
+    if isinstance(original, (list, tuple, dict)):
+        kind = type(original).__name__
+        if type(passed) is not type(original) or len(passed) != len(original):
+            return [(path, kind)]
+        if isinstance(original, dict):
+            if set(dict.keys(passed)) != set(original):
+                return [(path, kind)]
+            pairs = [(f"{path}[{k!r}]", o, dict.__getitem__(passed, k))
+                     for k, o in original.items()]
+        else:
+            items = list(list.__iter__(passed) if kind == "list" else tuple.__iter__(passed))
+            pairs = [(f"{path}[{k}]", o, c) for k, (o, c) in enumerate(zip(original, items))]
+        return [found for p, o, c in pairs for found in _changes(o, c, p)]
+    if isinstance(original, (bool, int, float, str, np.generic)):
+        same = type(passed) is type(original) and (
+            passed == original or (passed != passed and original != original))
+        return [] if same else [(path, "value")]
+    return []  # anything else (a torch module, say) is the grader's to check
+
+
+def _mutation_text(found: list[tuple[str, str]]) -> str:
+    """The changed inputs for a message: ``"weights (weights[0], weights[1])"``."""
+    paths = [p for p, _ in found]
+    names = sorted({p.split("[")[0] for p in paths})
+    inner = [p for p in paths if "[" in p]
+    where = f" ({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''})" if inner else ""
+    return " and ".join(names) + where
+
+
+def _mutation_fix(found: list[tuple[str, str]]) -> str:
+    """How to avoid the kind of in-place change that was found."""
+    if any(kind in ("list", "dict") for _, kind in found):
+        return ("Your function changed the container itself (append, pop, clear, item "
+                "assignment): the caller holds the same object, so its list changes too. "
+                "Build a new one instead, or work on a copy: list(widths).")
+    if any("[" in p for p, _ in found):
+        return ("An augmented assignment on an item of a list, as in `for W, dW in "
+                "zip(weights, grads): W -= lr * dW`, changes the caller's array itself (the "
+                "list holds the arrays, not copies). Compute with new arrays instead: "
+                "`step = lr * dW`.")
+    return "Work on new arrays instead: x_centered = x - mu, not x -= mu."
 
 
 def _same_object(a: Any, b: Any) -> bool:
@@ -373,6 +483,7 @@ def run_cases(
     fix: str = "",
     hint: str = "",
     diagnose_shape: Callable[[str, tuple, Case], tuple[str, str] | None] | None = None,
+    diagnose_error: Callable[[BaseException, Case], tuple[str, str] | None] | None = None,
     read: Callable[[Any, Case], tuple[np.ndarray, ...] | Problem] | None = None,
     success: str = "all {n} cases match the reference; largest difference {diff}{where}.",
 ) -> Feedback:
@@ -399,6 +510,9 @@ def run_cases(
         hint: what to check when the values are wrong and no classic mistake matches.
         diagnose_shape: optional ``(output_name, got_shape, case) -> (mistake_id, message)``
             that explains a wrong shape (e.g. a sum over the wrong axis).
+        diagnose_error: optional ``(exception, case) -> (mistake_id, message)`` that
+            explains an exception the submission raised (e.g. a broadcasting error that a
+            per-channel vector not reshaped causes); the message is added to the error's.
         read: optional ``(value, case) -> arrays or Problem`` replacing the default reading
             of the returned value (for submissions that return e.g. a network, or a list of
             numbers: such a hook can end with :func:`read_outputs`); it runs under the same
@@ -413,17 +527,18 @@ def run_cases(
     if problem is not None or failed is not None:
         problem = problem or failed
         return Feedback(False, problem.message, problem.mistake)
+    if _is_empty_stub(submission):
+        return Feedback(False, _EMPTY_STUB.message, _EMPTY_STUB.mistake)
     reader = read or read_outputs(output_names, diagnose_shape)
 
     def attempt(case: Case) -> tuple[Any, tuple[np.ndarray, ...] | None, Problem | None, tuple]:
         copies = copy.deepcopy(case.args)
-        value, problem = _guarded(lambda: submission(*copies), "Your function")
+        diagnose = None if diagnose_error is None else (lambda exc: diagnose_error(exc, case))
+        value, problem = _guarded(lambda: submission(*copies), "Your function", diagnose)
         if problem is not None:
             return None, None, problem, ()
-        mutated = tuple(
-            name for name, orig, seen in zip(arg_names, case.args, copies)
-            if isinstance(orig, np.ndarray) and not _unchanged(orig, seen)
-        )
+        mutated = tuple(p for name, orig, seen in zip(arg_names, case.args, copies)
+                        for p in _changes(orig, seen, name))
         outputs, problem = _guarded(
             lambda: reader(value, case), f"Using what your function returned (a {type_name(value)})")
         if problem is None and isinstance(outputs, Problem):
@@ -433,7 +548,7 @@ def run_cases(
                               f"a plain tuple).")
         return value, outputs, problem, mutated
 
-    values, results, mutated = [], [], set()
+    values, results, mutated = [], [], []
     for k, case in enumerate(cases):
         value, outputs, problem, changed = attempt(case)
         if problem is not None:
@@ -441,7 +556,7 @@ def run_cases(
             return Feedback(False, problem.message + where, problem.mistake, problem.solution)
         values.append(value)
         results.append(outputs)
-        mutated.update(changed)
+        mutated += [found for found in changed if found not in mutated]
 
     stateful = _state_problem(attempt, values, results, cases)
     if stateful is not None:
@@ -463,13 +578,12 @@ def run_cases(
     note = _dtype_note(results, cases)
     if not wrong_outputs:
         if mutated:
-            names = " and ".join(sorted(mutated))
             return Feedback(
                 False,
-                f"Your results are right, but your function modified its input {names} in "
-                f"place (for example with x -= mu or x /= std). The caller's array is now "
-                f"changed, so the next cell that uses it silently gets different data. Work "
-                f"on new arrays instead: x_centered = x - mu.",
+                f"Your results are right, but your function modified its input "
+                f"{_mutation_text(mutated)} in place (for example with x -= mu, x /= std or "
+                f"x[...] = 0). The caller's data is now changed, so the next cell that uses "
+                f"it silently gets different data. {_mutation_fix(mutated)}",
                 "mutates_input",
             )
         largest = max(
@@ -497,8 +611,8 @@ def run_cases(
         which = ", ".join(output_names[j] for j in js)
         parts.append(text if len(groups) == 1 else f"[{which}] {text}")
     if mutated:
-        parts.append(f"Also: your function modified its input {' and '.join(sorted(mutated))} "
-                     f"in place; work on new arrays instead (x = x - mu, not x -= mu).")
+        parts.append(f"Also: your function modified its input {_mutation_text(mutated)} in "
+                     f"place. {_mutation_fix(mutated)}")
     parts.append(note.strip())
     parts.append(report(worst, "Largest difference in"))
     mistake_id = found[0][0].id if found else "wrong_values"

@@ -18,8 +18,12 @@ it, :func:`run` calls learner code:
 - catching every exception, including ``SystemExit`` and ``GeneratorExit``; only a real
   ``KeyboardInterrupt`` (the Interrupt button) stops grading.
 
-The session also restores what learner code may change globally: warning filters, numpy's
-error state and global random state, and torch's random state, default dtype and grad mode.
+After every call, :func:`run` puts back what learner code may change for the whole
+interpreter (:data:`SETTINGS`: the recursion limit, warning filters, numpy's error handling,
+print options and random state, Python's random state, the working directory, and torch's
+random state, default dtype, grad mode, number of threads, deterministic and anomaly modes)
+and records which ones changed, so the feedback can say so (:func:`changed_settings_note`).
+Random states are put back silently: seeding is normal.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import contextlib
 import contextvars
 import io
 import os
+import random
 import signal
 import sys
 import threading
@@ -39,8 +44,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-__all__ = ["Limits", "LIMITS", "TimeUp", "Outcome", "session", "run", "time_limit", "safe_str",
-           "learner_frame"]
+__all__ = ["Limits", "LIMITS", "TimeUp", "Outcome", "SETTINGS", "session", "run", "time_limit",
+           "safe_str", "clean_text", "learner_frame", "changed_settings_note"]
 
 
 @dataclass
@@ -80,9 +85,20 @@ def safe_str(obj: Any, limit: int = 300) -> str:
             text = f"<{type(obj).__name__} object whose str() failed>"
         except BaseException:  # noqa: BLE001
             text = "<an object whose str() failed>"
-    if not isinstance(text, str):
-        text = "<str() did not return a string>"
+    # A str subclass could override slicing or encoding: copy it into a plain str.
+    text = "".join([text]) if issubclass(type(text), str) else "<str() did not return a string>"
+    text = clean_text(text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clean_text(text: str) -> str:
+    """``text`` made encodable as UTF-8: lone surrogates (a learner's ``'\\ud800'``, or bytes
+    decoded with ``surrogateescape``) become visible escapes such as ``\\ud800``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def learner_frame(exc: BaseException) -> str:
@@ -141,6 +157,7 @@ class _Session:
         self.timeout = timeout
         self.remaining = timeout
         self.output = _CappedText(LIMITS.max_output)
+        self.changed: set[str] = set()  # names of SETTINGS the learner's code changed
 
 
 _CURRENT: contextvars.ContextVar[_Session | None] = contextvars.ContextVar("session", default=None)
@@ -152,21 +169,14 @@ def session(timeout: float) -> Iterator[_Session]:
     and global state restored afterwards."""
     s = _Session(timeout)
     token = _CURRENT.set(s)
-    np_state = np.random.get_state()
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        t_state = (torch.random.get_rng_state(), torch.get_default_dtype(), torch.is_grad_enabled())
+    saved = _save_settings()
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             yield s
     finally:
         _CURRENT.reset(token)
-        np.random.set_state(np_state)
-        if torch is not None:
-            torch.random.set_rng_state(t_state[0])
-            torch.set_default_dtype(t_state[1])
-            torch.set_grad_enabled(t_state[2])
+        _restore_settings(saved)
 
 
 def time_limit() -> float:
@@ -186,7 +196,8 @@ class Outcome:
 
 
 def run(thunk: Callable[[], Any]) -> Outcome:
-    """Call ``thunk()`` (learner code) under the session's remaining time, output captured."""
+    """Call ``thunk()`` (learner code) under the session's remaining time, output captured,
+    and interpreter-wide settings put back afterwards (see :data:`SETTINGS`)."""
     s = _CURRENT.get()
     if s is None:  # called outside grade(): a session of its own
         with session(LIMITS.timeout):
@@ -194,11 +205,11 @@ def run(thunk: Callable[[], Any]) -> Outcome:
     if s.remaining <= 0:
         return Outcome(timed_out=TimeUp())
     alarm = _Alarm(s.remaining)
+    saved = _save_settings()
     start = time.monotonic()
     try:
         with contextlib.redirect_stdout(s.output), contextlib.redirect_stderr(s.output):
-            with alarm:
-                value = thunk()
+            value = alarm.call(thunk)
         if alarm.fired:  # the learner's code caught TimeUp and returned anyway
             return Outcome(timed_out=TimeUp())
         return Outcome(value=value)
@@ -210,38 +221,187 @@ def run(thunk: Callable[[], Any]) -> Outcome:
         return Outcome(timed_out=exc) if alarm.fired else Outcome(error=exc)
     finally:
         s.remaining -= time.monotonic() - start
+        s.changed.update(_restore_settings(saved))
+
+
+# ---- interpreter-wide settings a learner's code may change --------------------------------
+
+
+def _set_warning_filters(filters: list) -> None:
+    warnings.filters[:] = filters
+    warnings._filters_mutated()  # so cached "already warned" decisions are recomputed
+
+
+def _torch() -> Any:
+    return sys.modules.get("torch")  # only if already imported: grading never imports torch
+
+
+#: name (as the feedback says it) -> (read the setting, put it back). Restored after every call
+#: of learner code, so a changed recursion limit or dtype cannot break the grader itself.
+SETTINGS: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {
+    "the recursion limit (sys.setrecursionlimit)": (sys.getrecursionlimit, sys.setrecursionlimit),
+    "numpy's print options (np.set_printoptions)": (
+        np.get_printoptions, lambda v: np.set_printoptions(**v)),
+    "numpy's error handling (np.seterr)": (np.geterr, lambda v: np.seterr(**v)),
+    "numpy's global random state (np.random.seed)": (
+        np.random.get_state, np.random.set_state),
+    "Python's random state (random.seed)": (random.getstate, random.setstate),
+    "the working directory (os.chdir)": (os.getcwd, os.chdir),
+    "the warnings filters (warnings.filterwarnings)": (
+        lambda: list(warnings.filters), lambda v: _set_warning_filters(v)),
+    "torch's random state (torch.manual_seed)": (
+        lambda: _torch().random.get_rng_state(), lambda v: _torch().random.set_rng_state(v)),
+    "torch's default dtype (torch.set_default_dtype)": (
+        lambda: _torch().get_default_dtype(), lambda v: _torch().set_default_dtype(v)),
+    "torch's grad mode (torch.set_grad_enabled)": (
+        lambda: _torch().is_grad_enabled(), lambda v: _torch().set_grad_enabled(v)),
+    "torch's number of threads (torch.set_num_threads)": (
+        lambda: _torch().get_num_threads(), lambda v: _torch().set_num_threads(v)),
+    "torch's deterministic mode (torch.use_deterministic_algorithms)": (
+        lambda: (_torch().are_deterministic_algorithms_enabled(),
+                 _torch().is_deterministic_algorithms_warn_only_enabled()),
+        lambda v: _torch().use_deterministic_algorithms(v[0], warn_only=v[1])),
+    "torch's anomaly detection (torch.autograd.set_detect_anomaly)": (
+        lambda: _torch().is_anomaly_enabled(),
+        lambda v: _torch().autograd.set_detect_anomaly(v)),
+}
+_TORCH_SETTINGS = {name for name in SETTINGS if name.startswith("torch")}
+
+
+def _save_settings() -> dict[str, Any]:
+    saved = {}
+    for name, (read, _) in SETTINGS.items():
+        if name in _TORCH_SETTINGS and _torch() is None:
+            continue
+        try:
+            saved[name] = read()
+        except Exception:  # noqa: BLE001 - e.g. the working directory was deleted
+            pass
+    return saved
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        if isinstance(a, tuple) and len(a) and isinstance(a[1], np.ndarray):  # np random state
+            return a[0] == b[0] and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+        torch = _torch()
+        if torch is not None and isinstance(a, torch.Tensor):
+            return isinstance(b, torch.Tensor) and torch.equal(a, b)
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - a value that cannot be compared counts as changed
+        return False
+
+
+def _restore_settings(saved: dict[str, Any]) -> list[str]:
+    """Put back every setting that differs from ``saved``; return the names of those."""
+    changed = []
+    for name, before in saved.items():
+        read, write = SETTINGS[name]
+        try:
+            if _same(read(), before):
+                continue
+        except Exception:  # noqa: BLE001
+            pass
+        changed.append(name)
+        try:
+            write(before)
+        except Exception:  # noqa: BLE001 - e.g. torch refuses set_num_threads once busy
+            pass
+    return changed
+
+
+def changed_settings_note(names: Any) -> str:
+    """The feedback's note about settings the learner's code changed (and the grader put
+    back), or ''. Random states are left out: seeding is a normal thing to do."""
+    shown = [n for n in SETTINGS if n in names and "random" not in n]
+    if not shown:
+        return ""
+    return (
+        "Note: your code changed " + ", ".join(shown) + ". The grader put "
+        + ("it" if len(shown) == 1 else "them") + " back, but wherever else your function "
+        "runs, the change stays and affects all the code that runs after it. A function "
+        "should compute its result without changing the interpreter's settings."
+    )
+
+
+# ---- the time limit -----------------------------------------------------------------------
 
 
 class _Alarm:
-    """Raise :class:`TimeUp` in this thread after ``seconds`` (see the module docstring)."""
+    """Raise :class:`TimeUp` in this thread after ``seconds`` (see the module docstring).
+
+    Why it cannot leak: everything that arms and disarms the timer happens in :meth:`call`,
+    and the signal handler never raises into :meth:`call`'s own frame (nor once the alarm is
+    inactive). So an alarm that arrives while the timer is being armed or disarmed (a tiny
+    timeout, or a learner's ``finally:`` block that runs a long C call) is recorded, not
+    raised, and the ``finally`` that disarms always runs to its end. A signal already
+    delivered reaches the quiet handler, which ``signal.signal`` runs before it puts the old
+    handler back; one generated but not yet delivered is taken with ``sigtimedwait`` while
+    the signal is blocked in this thread. (Blocking alone, around arming and disarming, would
+    not be enough: the kernel then delivers the process's SIGALRM to another thread, whose C
+    handler still schedules the Python handler on the main thread.)
+    """
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.fired, self.active = seconds, False, False
-        self.mode = ""
 
-    def __enter__(self) -> "_Alarm":
+    def call(self, thunk: Callable[[], Any]) -> Any:
+        """``thunk()`` under the time limit; the timer and handler are put back on every path."""
         main = threading.current_thread() is threading.main_thread()
         if main and hasattr(signal, "setitimer"):
-            self.mode = "signal"
-            self.old_handler = signal.getsignal(signal.SIGALRM)
+            old_handler = signal.getsignal(signal.SIGALRM)
+            old_timer = signal.setitimer(signal.ITIMER_REAL, 0)
+            t0 = time.monotonic()
             signal.signal(signal.SIGALRM, self._on_signal)
-            self.old_timer = signal.setitimer(signal.ITIMER_REAL, 0)
-            self.t0 = time.monotonic()
-            self.active = True
-            signal.setitimer(signal.ITIMER_REAL, self.seconds, _REPEAT)
-        elif _set_async_exc is not None:
-            self.mode = "thread"
-            self.tid = threading.get_ident()
-            self.lock, self.done = threading.Lock(), threading.Event()
-            self.active = True
-            self.watcher = threading.Thread(target=self._watch, daemon=True)
-            self.watcher.start()
-        return self
+            try:
+                self.active = True
+                signal.setitimer(signal.ITIMER_REAL, self.seconds, _REPEAT)
+                return thunk()
+            finally:
+                self.active = False  # from here on the handler is quiet
+                mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                # A SIGALRM of ours not yet delivered would reach the old handler (or, with
+                # SIG_DFL, end the process): take it while it is blocked here.
+                if hasattr(signal, "sigtimedwait") and signal.SIGALRM in signal.sigpending():
+                    signal.sigtimedwait({signal.SIGALRM}, 0)  # (not on macOS: none there)
+                signal.signal(signal.SIGALRM,
+                              old_handler if old_handler is not None else signal.SIG_DFL)
+                left, interval = old_timer
+                if left > 0:  # someone else's timer: give it back what is left of it
+                    signal.setitimer(signal.ITIMER_REAL,
+                                     max(left - (time.monotonic() - t0), 1e-3), interval)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if _set_async_exc is None:  # not CPython: no way to interrupt, no limit
+            return thunk()
+        self.tid = threading.get_ident()
+        self.lock, self.done = threading.Lock(), threading.Event()
+        watcher = threading.Thread(target=self._watch, daemon=True)
+        self.active = True
+        watcher.start()
+        try:
+            return thunk()
+        finally:
+            while True:  # a TimeUp may still land here; then simply try again
+                try:
+                    with self.lock:
+                        self.active = False
+                        _set_async_exc(self.tid, None)  # drop an interrupt not yet delivered
+                    break
+                except TimeUp:
+                    self.fired = True
+            self.done.set()
+            watcher.join()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.active:
-            self.fired = True
+        if not self.active:
+            return  # a signal left over from a disarmed timer
+        self.fired = True
+        if frame is None or frame.f_code is not _CALL_CODE:
             raise TimeUp()
+        # Landed in call() itself, between arming and the learner's first line: recorded, and
+        # the next interrupt comes at once (not after the 50 ms repeat) to stop that code.
+        signal.setitimer(signal.ITIMER_REAL, 1e-4, _REPEAT)
 
     def _watch(self) -> None:
         if self.done.wait(self.seconds):
@@ -255,32 +415,8 @@ class _Alarm:
             if self.done.wait(_REPEAT):
                 return
 
-    def __exit__(self, *exc: Any) -> None:
-        while True:  # a TimeUp may still land here; then simply try again
-            try:
-                self._stop()
-                return
-            except TimeUp:
-                self.fired = True
 
-    def _stop(self) -> None:
-        if self.mode == "signal":
-            self.active = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.old_handler if self.old_handler is not None
-                          else signal.SIG_DFL)
-            left, interval = self.old_timer
-            if left > 0:  # someone else's timer: give it back what is left of it
-                signal.setitimer(signal.ITIMER_REAL,
-                                 max(left - (time.monotonic() - self.t0), 1e-3), interval)
-            self.mode = ""
-        elif self.mode == "thread":
-            with self.lock:
-                self.active = False
-                _set_async_exc(self.tid, None)  # drop an interrupt not yet delivered
-            self.done.set()
-            self.watcher.join()
-            self.mode = ""
+_CALL_CODE = _Alarm.call.__code__
 
 
 def _async_exc_setter() -> Callable[[int, Any], None] | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..batchnorm import batchnorm_forward
-from ._core import Case, Mistake, register_cases
+from ._core import Case, Mistake, hard_coded_eps, register_cases
 
 ARG_NAMES = ("z", "mates", "eps")
 
@@ -73,11 +73,7 @@ def _wrong(*, stats: str = "batch", ddof: int = 0, eps_mode: str = "inside",
     return wrong
 
 
-_HARD_CODED_EPS = (
-    "Looks like you used a fixed eps (1e-5, PyTorch's default, or 1e-3, Keras's) instead "
-    "of the eps argument. The cases pass other values too: use the argument, "
-    "np.sqrt(var + eps)."
-)
+_CASE_EPS = [spec[3] for spec in _CASE_SPECS]
 
 FIX = (
     "batch = np.vstack([z, mates])  # the example belongs to its own mini-batch; then "
@@ -114,8 +110,8 @@ MISTAKES = (
         "np.sqrt(var + eps) (here a feature with variance ~1e-3 and eps = 1e-2 shows it).",
         _wrong(eps_mode="none"),
     ),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _wrong(fixed_eps=1e-5)),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _wrong(fixed_eps=1e-3)),
+    *(Mistake("hard_coded_eps", hard_coded_eps(e, _CASE_EPS), _wrong(fixed_eps=e))
+      for e in (1e-5, 1e-3, 1e-8)),
     Mistake(
         "eps_outside_sqrt",
         "Looks like you added eps outside the square root: np.sqrt(var) + eps. The formula "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..batchnorm import batchnorm_backward, batchnorm_forward
-from ._core import Case, Mistake, register_cases
+from ._core import Case, Mistake, hard_coded_eps, register_cases
 
 FORWARD_ARGS = ("x", "gamma", "beta", "eps")
 BACKWARD_ARGS = ("dout", "x", "gamma", "eps")
@@ -94,11 +94,9 @@ def _fwd(fixed_eps=None, **kw):
     return wrong
 
 
-_HARD_CODED_EPS = (
-    "Looks like you used a fixed eps (1e-5, PyTorch's default, or 1e-3, Keras's) instead of "
-    "the eps argument. The cases pass eps = 1e-5, 1e-2 and 1e-1: use the argument, "
-    "np.sqrt(var + eps), never a number written into the function."
-)
+#: Fixed eps values learners write into the function (PyTorch's, Keras's, "a small number").
+FIXED_EPS = (1e-5, 1e-3, 1e-8)
+_CASE_EPS = [spec[3] for spec in _CASE_SPECS]
 
 
 def _wrong_only_x_hat(x, gamma, beta, eps):
@@ -140,8 +138,8 @@ FORWARD_MISTAKES = (
         "eps=1e-2 shows the difference. Use the eps argument: np.sqrt(var + eps).",
         _fwd(eps_mode="none"),
     ),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _fwd(fixed_eps=1e-5)),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _fwd(fixed_eps=1e-3)),
+    *(Mistake("hard_coded_eps", hard_coded_eps(e, _CASE_EPS), _fwd(fixed_eps=e))
+      for e in FIXED_EPS),
     Mistake(
         "eps_outside_sqrt",
         "Looks like you added eps outside the square root: np.sqrt(var) + eps. The "
@@ -213,7 +211,7 @@ FORWARD_HINT = (
 
 
 grade_bn_forward = register_cases(
-    "bn_forward",
+    "bn_forward_pass",
     "fn(x, gamma, beta, eps) -> out: batch norm forward pass for x of shape (N, D), "
     "gamma and beta of shape (D,) (chapter 2)",
     _forward_cases,
@@ -324,8 +322,8 @@ BACKWARD_MISTAKES = (
         "np.sqrt(var + eps), so x_hat and the gradient must use the same eps.",
         _bwd(use_eps=False),
     ),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _bwd(fixed_eps=1e-5)),
-    Mistake("hard_coded_eps", _HARD_CODED_EPS, _bwd(fixed_eps=1e-3)),
+    *(Mistake("hard_coded_eps", hard_coded_eps(e, _CASE_EPS, "1 / np.sqrt(var + eps)"),
+              _bwd(fixed_eps=e)) for e in FIXED_EPS),
     Mistake(
         "wrong_axis",
         "Looks like the mean terms in dx are taken per example (axis=1) instead of over "
@@ -381,7 +379,7 @@ def _diagnose_backward_shape(name: str, got: tuple, case: Case) -> tuple[str, st
 
 # Each of dx, dgamma and dbeta is compared on its own; the feedback says which are wrong.
 grade_bn_backward = register_cases(
-    "bn_backward",
+    "bn_backward_pass",
     "fn(dout, x, gamma, eps) -> (dx, dgamma, dbeta): batch norm backward pass for x of "
     "shape (N, D) (chapter 2)",
     _backward_cases,

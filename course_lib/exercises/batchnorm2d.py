@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..batchnorm import batchnorm_forward
-from ._core import Case, Mistake, register_cases
+from ._core import Case, Mistake, hard_coded_eps, register_cases
 
 ARG_NAMES = ("x", "gamma", "beta", "eps")
 
@@ -53,12 +53,21 @@ def _cases() -> list[Case]:
 # ---- classic mistakes, WRONG ON PURPOSE ---------------------------------------------------
 
 
-def _wrong_axes(axes: tuple[int, ...], ddof: int = 0, with_eps: bool = True):
+def _wrong_axes(axes: tuple[int, ...], ddof: int = 0, eps_mode: str = "inside",
+                fixed_eps: float | None = None, affine: str = "both"):
+    """Batch norm over ``axes`` with one thing changed: the axes, the variance, where eps
+    goes (or a fixed one), or which of gamma and beta is applied."""
+
     def wrong(x, gamma, beta, eps):
+        eps = eps if fixed_eps is None else fixed_eps
         mu = x.mean(axis=axes, keepdims=True)
         var = x.var(axis=axes, ddof=ddof, keepdims=True)
-        x_hat = (x - mu) / np.sqrt(var + (eps if with_eps else 0.0))
-        return (gamma[None, :, None, None] * x_hat + beta[None, :, None, None],)
+        denom = {"inside": np.sqrt(var + eps), "none": np.sqrt(var),
+                 "outside": np.sqrt(var) + eps, "variance": var + eps}[eps_mode]
+        x_hat = (x - mu) / denom
+        g, b = gamma[None, :, None, None], beta[None, :, None, None]
+        return ({"both": g * x_hat + b, "none": x_hat, "no_beta": g * x_hat,
+                 "no_gamma": x_hat + b}[affine],)
 
     return wrong
 
@@ -83,7 +92,7 @@ FIX = (
     "then out = result.reshape(N, H, W, C).transpose(0, 3, 1, 2)."
 )
 
-MISTAKES = (
+MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "per_example",
         "Looks like you normalized each example over its channels and positions (axes "
@@ -136,7 +145,48 @@ MISTAKES = (
         "missing_eps",
         "Looks like you divided by np.sqrt(var) without eps: the formula is "
         "np.sqrt(var + eps).",
-        _wrong_axes((0, 2, 3), with_eps=False),
+        _wrong_axes((0, 2, 3), eps_mode="none"),
+    ),
+)
+
+_CASE_EPS = [spec[-1] for spec in _SPECS]
+_PER_CHANNEL = (0, 2, 3)
+
+MISTAKES += (
+    *(Mistake("hard_coded_eps", hard_coded_eps(e, _CASE_EPS),
+              _wrong_axes(_PER_CHANNEL, fixed_eps=e)) for e in (1e-5, 1e-3)),
+    Mistake(
+        "eps_outside_sqrt",
+        "Looks like you added eps outside the square root: np.sqrt(var) + eps. The formula "
+        "is np.sqrt(var + eps), as in chapter 2; the two differ most for a channel whose "
+        "variance is not much larger than eps (here eps goes up to 0.1).",
+        _wrong_axes(_PER_CHANNEL, eps_mode="outside"),
+    ),
+    Mistake(
+        "divides_by_variance",
+        "Looks like you divided by the variance, var + eps, instead of the standard "
+        "deviation np.sqrt(var + eps). Then a channel with standard deviation 3 ends with "
+        "spread 1/3 instead of 1.",
+        _wrong_axes(_PER_CHANNEL, eps_mode="variance"),
+    ),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you returned the normalized values without the learned scale and shift. "
+        "The output is gamma * x_hat + beta, one gamma and one beta per channel: "
+        "gamma[None, :, None, None] * x_hat + beta[None, :, None, None].",
+        _wrong_axes(_PER_CHANNEL, affine="none"),
+    ),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you applied gamma but forgot beta: the output is gamma * x_hat + beta, "
+        "with beta[None, :, None, None] for an (N, C, H, W) array.",
+        _wrong_axes(_PER_CHANNEL, affine="no_beta"),
+    ),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you added beta but forgot to multiply by gamma: the output is "
+        "gamma * x_hat + beta, with gamma[None, :, None, None] for an (N, C, H, W) array.",
+        _wrong_axes(_PER_CHANNEL, affine="no_gamma"),
     ),
 )
 
@@ -157,6 +207,32 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
     return None
 
 
+def _diagnose_error(exc: BaseException, case: Case) -> tuple[str, str] | None:
+    """A per-channel vector of shape (C,) that meets the (N, C, H, W) array unreshaped."""
+    x = case.args[0]
+    c = x.shape[1]
+    text = str(exc)
+    if "broadcast" in text and f"({c},)" in text and str(x.shape).replace(" ", "") in \
+            text.replace(" ", ""):
+        return gamma_not_reshaped(x.shape)
+    return None
+
+
+def gamma_not_reshaped(shape: tuple[int, ...]) -> tuple[str, str]:
+    """Why gamma of shape (C,) does not scale the channels of an (N, C, H, W) array."""
+    n, c, h, w = shape
+    return (
+        "gamma_not_reshaped",
+        f"gamma and beta have shape ({c},), one value per channel, and the array has shape "
+        f"{tuple(shape)}, channels on axis 1. numpy lines shapes up from the RIGHT, so "
+        f"gamma * x_hat pairs gamma with the last axis (W = {w}), not with the channels: it "
+        f"fails here, and when W happens to equal C it silently scales the columns. Give "
+        f"them the channel axis: gamma[None, :, None, None] (or gamma.reshape(1, {c}, 1, 1)), "
+        f"and the same for beta. (With an (N, D) array in chapter 2, gamma of shape (D,) "
+        f"lined up by itself.)",
+    )
+
+
 grade_bn2d_forward = register_cases(
     "bn2d_forward",
     "fn(x, gamma, beta, eps) -> out: batch norm of a conv layer's output x (N, C, H, W), "
@@ -168,4 +244,5 @@ grade_bn2d_forward = register_cases(
     fix=FIX,
     hint=HINT,
     diagnose_shape=_diagnose_shape,
+    diagnose_error=_diagnose_error,
 )

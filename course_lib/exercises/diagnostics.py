@@ -75,7 +75,7 @@ FIX = (
     "one number per layer, the spread of the step over the spread of the weights it changes."
 )
 
-MISTAKES = (
+MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "forgot_lr",
         "Looks like you divided std(dW) by std(W) without the learning rate. The step SGD "
@@ -86,8 +86,8 @@ MISTAKES = (
     Mistake(
         "inverted",
         "Looks like the ratio is upside down: std(W) / std(lr * dW). The statistic is the "
-        "size of the update relative to the data: (lr * dW).std() / W.std(), about 1e-3 "
-        "for a layer that learns at a healthy pace.",
+        "size of the update relative to the data: (lr * dW).std() / W.std(), a small number "
+        "(Karpathy's rule of thumb for a plain network is about 1e-3).",
         _per_layer(lambda W, g, lr: W.std() / (lr * g).std()),
     ),
     Mistake(
@@ -118,6 +118,22 @@ MISTAKES = (
         "from: (lr * dW).std() / W.std(). The difference shows here at lr = 2.",
         _per_layer(lambda W, g, lr: (lr * g).std() / (W - lr * g).std()),
     ),
+)
+
+_CASE_LR = sorted({spec[2] for spec in _SPECS})
+
+MISTAKES += tuple(
+    Mistake(
+        "hard_coded_lr",
+        f"Looks like you used a fixed learning rate, {lr:g}, instead of the lr argument. The "
+        f"ratio measures the step this optimizer takes, lr * dW, so it depends on the "
+        f"learning rate you train with (the cases pass lr = "
+        f"{', '.join(f'{v:g}' for v in _CASE_LR)}): (lr * dW).std() / W.std() with the "
+        f"argument. That dependence is the point of the diagnostic: it says how far one step "
+        f"of THIS training run moves each layer's weights.",
+        _per_layer(lambda W, g, lr, _fixed=lr: (_fixed * g).std() / W.std()),
+    )
+    for lr in (0.1, 0.01, 1e-3)
 )
 
 HINT = (

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Case, Feedback, Mistake, register, run_cases
+from ._core import Case, Feedback, Mistake, hard_coded_eps, register, run_cases
 
 ARG_NAMES = ("W", "b", "gamma", "beta", "running_mean", "running_var", "eps")
 OUTPUT_NAMES = ("W_folded", "b_folded")
@@ -70,18 +70,21 @@ def _all_cases() -> list[Case]:
 # ---- classic mistakes, WRONG ON PURPOSE ---------------------------------------------------
 
 
-def _fold(*, denom: str = "std", W_mode: str = "rows", b_mode: str = "right", fixed_eps=None):
-    """The fold with one thing changed: the denominator, how W is scaled, b', or eps."""
+def _fold(*, denom: str = "std", W_mode: str = "rows", b_mode: str = "right", fixed_eps=None,
+          with_gamma: bool = True):
+    """The fold with one thing changed: the denominator, gamma in the scale, how W is scaled,
+    b', or eps."""
 
     def wrong(W, b, gamma, beta, running_mean, running_var, eps):
         eps = eps if fixed_eps is None else fixed_eps
         d = {
             "std": np.sqrt(running_var + eps),
             "no_eps": np.sqrt(running_var),
+            "outside": np.sqrt(running_var) + eps,
             "var": running_var + eps,
             "var_no_eps": running_var,
         }[denom]
-        s = gamma / d
+        s = (gamma if with_gamma else 1.0) / d
         if W_mode == "rows":
             W_f = W * s[:, None]
         elif W_mode == "columns":  # only for a square W: otherwise it does not broadcast
@@ -120,13 +123,28 @@ MISTAKES = (
     *(
         Mistake(
             "hard_coded_eps",
-            "Looks like you used a fixed eps (1e-5, PyTorch's default, or 1e-3, Keras's) "
-            "instead of the eps argument. A batch norm layer can have any eps (the cases use "
-            "1e-5, 1e-2 and 1e-1) and the folded layer must use the same one: "
-            "np.sqrt(running_var + eps) with the argument.",
+            hard_coded_eps(e, [spec[3] for spec in _SQUARE_SPECS + _OTHER_SPECS],
+                           "np.sqrt(running_var + eps)")
+            + " The folded layer must divide by what the batch norm layer divides by.",
             _fold(fixed_eps=e),
         )
         for e in (1e-5, 1e-3)
+    ),
+    Mistake(
+        "eps_outside_sqrt",
+        "Looks like you added eps outside the square root: np.sqrt(running_var) + eps. Batch "
+        "norm divides by np.sqrt(running_var + eps), so the folded scale is gamma / "
+        "np.sqrt(running_var + eps); the two differ wherever a channel's variance is not much "
+        "larger than eps (here a channel with variance 1e-3 and eps = 1e-2).",
+        _fold(denom="outside"),
+    ),
+    Mistake(
+        "gamma_not_in_scale",
+        "Looks like your scale is 1 / np.sqrt(running_var + eps), without gamma. That folds "
+        "only the normalization; batch norm then multiplies by its learned gamma, which the "
+        "folded layer must include: scale = gamma / np.sqrt(running_var + eps), for W and for "
+        "b - running_mean alike.",
+        _fold(with_gamma=False),
     ),
     Mistake(
         "divides_by_variance",

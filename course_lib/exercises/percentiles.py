@@ -203,7 +203,7 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
 
 
 @register(
-    "percentiles",
+    "percentiles_per_step",
     "fn(activations) -> out: the 15th, 50th and 85th percentiles of each row of an (steps, n) "
     "array, as an (steps, 3) array (chapter 4)",
 )

@@ -200,13 +200,22 @@ MISTAKES = (
     *(
         Mistake(
             "hard_coded_momentum",
-            "Looks like you used a fixed weight (PyTorch's default momentum 0.1, or Keras's "
-            "0.99 turned into 0.01) instead of the momentum argument. A BatchNorm1d can have "
-            "any momentum; the runs use 0.1, 0.3 and 0.05: blend with (1 - momentum) and "
-            "momentum, the argument.",
+            "Looks like you used a fixed weight (PyTorch's default momentum 0.1, which is "
+            "the lecture's beta = 0.9 on the old value, or Keras's 0.99 turned into 0.01) "
+            "instead of the momentum argument. A BatchNorm1d can have any momentum; the runs "
+            "use 0.1, 0.3 and 0.05: blend with (1 - momentum) and momentum, the argument.",
             _ema(weight_new=w),
         )
         for w in (0.1, 0.01)
+    ),
+    Mistake(
+        "beta_as_momentum",
+        "Looks like you used 0.9 as PyTorch's momentum: new = 0.1 * running + 0.9 * batch. "
+        "0.9 is the lecture's beta, the weight of the OLD value (v = beta * v + (1 - beta) * "
+        "theta). PyTorch's momentum is the weight of the NEW batch, so beta = 0.9 is "
+        "momentum = 0.1; and the grader passes momentum as an argument (0.1, 0.3, 0.05): "
+        "new = (1 - momentum) * running + momentum * batch.",
+        _ema(weight_new=0.9),
     ),
     Mistake(
         "std_instead_of_var",
@@ -263,7 +272,7 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
 
 
 @register(
-    "ema_update",
+    "update_running",
     "fn(running_mean, running_var, x, momentum) -> (new_mean, new_var): one update of "
     "torch.nn.BatchNorm1d's running statistics from a batch x of shape (N, D) (chapter 6)",
 )

@@ -20,12 +20,15 @@ so the grader can recognize it in a submission. Never use them as a reference.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import torch
 
 from ..distributed import local_sums
 from ..nn import group_norm
-from ._core import Case, Mistake, register_cases
+from ._core import Case, Mistake, hard_coded_eps, register_cases
+from .batchnorm2d import gamma_not_reshaped
 
 GN_ARGS = ("x", "G", "gamma", "beta", "eps")
 
@@ -82,12 +85,20 @@ def _norm_over(z, axes, eps, *, ddof=0, eps_mode="inside"):
     return (z - mu) / np.sqrt(var + eps)
 
 
-def _wrong_grouped(**kw):
+def _wrong_grouped(*, fixed_G: int | None = None, fixed_eps: float | None = None,
+                   affine: str = "both", **kw):
+    """Group norm with one thing changed: G or eps fixed, the variance or eps's place (``kw``
+    of ``_norm_over``), or which of gamma and beta is applied."""
+
     def wrong(x, G, gamma, beta, eps):
+        G = G if fixed_G is None else fixed_G
+        eps = eps if fixed_eps is None else fixed_eps
         n, c = x.shape[:2]
         z = x.reshape(n, G, c // G, *x.shape[2:])
         z_norm = _norm_over(z, (2, 3, 4), eps, **kw).reshape(x.shape)
-        return (_affine(z_norm, gamma, beta),)
+        g, b = gamma[None, :, None, None], beta[None, :, None, None]
+        return ({"both": g * z_norm + b, "none": z_norm, "no_beta": g * z_norm,
+                 "no_gamma": z_norm + b}[affine],)
 
     return wrong
 
@@ -120,7 +131,7 @@ GN_FIX = (
     "beta[None, :, None, None]"
 )
 
-GN_MISTAKES = (
+GN_MISTAKES: tuple[Mistake, ...] = (
     Mistake(
         "wrong_group_axis",
         "Looks like your groups interleave the channels: channel c went to group c % G "
@@ -186,9 +197,62 @@ GN_MISTAKES = (
 )
 
 
+_GN_EPS = [spec[-1] for spec in _GN_SPECS]
+
+GN_MISTAKES += (
+    Mistake(
+        "hard_coded_G",
+        "Looks like you split the channels into a fixed number of groups, 2, instead of the "
+        "G argument. The cases pass G = 2 and G = 3 (the paper's default is 32, which needs "
+        "at least 32 channels): reshape with the argument, x.reshape(N, G, C // G, H, W).",
+        _wrong_grouped(fixed_G=2),
+    ),
+    *(Mistake("hard_coded_eps", hard_coded_eps(e, _GN_EPS), _wrong_grouped(fixed_eps=e))
+      for e in (1e-5, 1e-3)),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you returned the normalized values without the learned scale and shift. "
+        "Group norm normalizes per group, but scales and shifts per CHANNEL: "
+        "gamma[None, :, None, None] * z_norm + beta[None, :, None, None].",
+        _wrong_grouped(affine="none"),
+    ),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you applied gamma but forgot beta: the output is gamma * z_norm + beta, "
+        "with beta[None, :, None, None].",
+        _wrong_grouped(affine="no_beta"),
+    ),
+    Mistake(
+        "ignores_gamma_beta",
+        "Looks like you added beta but forgot to multiply by gamma: the output is "
+        "gamma * z_norm + beta, with gamma[None, :, None, None].",
+        _wrong_grouped(affine="no_gamma"),
+    ),
+)
+
+
+def _gn_diagnose_error(exc: BaseException, case: Case) -> tuple[str, str] | None:
+    """gamma (C,) not reshaped, or a reshape into a number of groups other than G."""
+    x, G = case.args[0], case.args[1]
+    n, c = x.shape[:2]
+    text = str(exc)
+    if "broadcast" in text and f"({c},)" in text:
+        return gamma_not_reshaped(x.shape)
+    used = re.search(r"cannot reshape array of size \d+ into shape \((\d+), ?(\d+),", text)
+    if used and int(used.group(1)) == n and int(used.group(2)) != G:
+        return ("hard_coded_G",
+                f"Your reshape asked for {used.group(2)} groups where this case passes "
+                f"G={G}: did you write a fixed number of groups? Use the G argument, "
+                f"x.reshape(N, G, C // G, H, W) (the paper's G = 32 needs at least 32 "
+                f"channels; here C = {c}).")
+    return None
+
+
 def _gn_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None:
     x, G = case.args[0], case.args[1]
     n, c = x.shape[:2]
+    if x.ndim == 4 and got == (n, c, x.shape[2], c):  # gamma (C,) broadcast over W = 1
+        return gamma_not_reshaped(x.shape)
     if got == (n, G, c // G, *x.shape[2:]):
         return ("wrong_shape", f"out has shape {got}, the grouped view; reshape it back to "
                 f"x's shape {x.shape} before applying gamma and beta.")
@@ -196,7 +260,7 @@ def _gn_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | N
 
 
 grade_group_norm = register_cases(
-    "group_norm",
+    "group_norm_forward",
     "fn(x, G, gamma, beta, eps) -> out: group norm of an (N, C, H, W) array with G groups of "
     "consecutive channels (chapter 8)",
     _gn_cases,
@@ -207,6 +271,7 @@ grade_group_norm = register_cases(
     hint="Check one group by hand: after normalizing, out[0, :C // G] (before gamma and "
          "beta) should have mean 0 and variance about 1.",
     diagnose_shape=_gn_diagnose_shape,
+    diagnose_error=_gn_diagnose_error,
 )
 
 

@@ -183,7 +183,7 @@ def _diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] | None
 
 
 grade_standardize = register_cases(
-    "standardize",
+    "standardize_train_test",
     "fn(X_train, X_test) -> (X_train_std, X_test_std): standardize both with the training "
     "mean and population std per feature (chapter 1)",
     _cases,
