@@ -29,6 +29,7 @@ NOTEBOOKS = {
     6: "notebooks/06_bn_at_test_time.ipynb",
     7: "notebooks/07_deep_and_conv_nets.ipynb",
     8: "notebooks/08_small_and_split_batches.ipynb",
+    9: "notebooks/09_build_it_yourself.ipynb",
 }
 
 
