@@ -486,6 +486,7 @@ def run_cases(
     diagnose_error: Callable[[BaseException, Case], tuple[str, str] | None] | None = None,
     read: Callable[[Any, Case], tuple[np.ndarray, ...] | Problem] | None = None,
     success: str = "all {n} cases match the reference; largest difference {diff}{where}.",
+    updates_in_place: Sequence[str] = (),
 ) -> Feedback:
     """Run ``submission`` on every case and turn what happens into :class:`Feedback`.
 
@@ -519,6 +520,9 @@ def run_cases(
             time limit and guard as the submission.
         success: the pass message after "✓ Correct: ", with ``{n}``, ``{diff}`` and
             ``{where}`` (the largest difference and the case where it occurs).
+        updates_in_place: names of arguments the exercise's contract updates in place (the
+            running statistics a training step keeps); every other argument must come back
+            unchanged.
     """
     call = f"fn({', '.join(arg_names)})"
     n = len(cases)
@@ -538,7 +542,7 @@ def run_cases(
         if problem is not None:
             return None, None, problem, ()
         mutated = tuple(p for name, orig, seen in zip(arg_names, case.args, copies)
-                        for p in _changes(orig, seen, name))
+                        if name not in updates_in_place for p in _changes(orig, seen, name))
         outputs, problem = _guarded(
             lambda: reader(value, case), f"Using what your function returned (a {type_name(value)})")
         if problem is None and isinstance(outputs, Problem):

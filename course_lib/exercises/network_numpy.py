@@ -966,4 +966,5 @@ def grade_train_one_epoch(submission: Any) -> Feedback:
             "beta_avg); losses.append(loss). Return params, velocity, running, losses.",
         hint="Print the indices of each batch on a small case: there are len(X) // batch_size "
              "batches, in the given order.",
+        updates_in_place=("running",),
     )
