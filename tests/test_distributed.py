@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from course_lib import nn as cnn
+from course_lib import norm_layers as norms
 from course_lib.distributed import (
     SyncBatchNorm, convert_sync_batchnorm, count_traffic, free_port, local_sums,
     sync_batch_stats, sync_bn_backward,
@@ -215,7 +216,7 @@ def test_convert_sync_batchnorm_swaps_every_batch_norm():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(),
                         nn.Sequential(nn.Linear(6, 5, bias=False), cnn.BatchNorm1d(5, momentum=None)),
-                        cnn.GroupNorm(1, 5), nn.Linear(5, 2))
+                        norms.GroupNorm(1, 5), nn.Linear(5, 2))
     for _ in range(3):
         net(torch.randn(16, 4))
     net[1].weight.requires_grad_(False)
@@ -227,7 +228,7 @@ def test_convert_sync_batchnorm_swaps_every_batch_norm():
     assert converted is net
     kinds = [type(m).__name__ for m in converted.modules()]
     assert kinds.count("SyncBatchNorm") == 2 and "BatchNorm1d" not in kinds
-    assert isinstance(converted[4], cnn.GroupNorm)
+    assert isinstance(converted[4], norms.GroupNorm)
     assert converted[3][1].momentum is None
     assert not converted[1].weight.requires_grad and not converted[1].training
     for k, v in converted.state_dict().items():
@@ -239,7 +240,7 @@ def test_convert_sync_batchnorm_swaps_every_batch_norm():
 
 
 def test_batch_renorm_is_not_converted():
-    layer = cnn.BatchRenorm1d(3)
+    layer = norms.BatchRenorm1d(3)
     assert convert_sync_batchnorm(layer) is layer
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import course_lib.nn
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 from course_lib.experiments.lab.models import (
     count_parameters,
     hidden_pre_activations,

@@ -11,6 +11,7 @@ import torch
 from torch.testing import assert_close
 
 import course_lib.nn as cnn
+from course_lib import borrow
 
 SEEDS = range(5)
 DTYPES = [torch.float32, torch.float64]
@@ -402,15 +403,15 @@ def test_is_batchnorm_batchnorm_layers_and_dim():
         torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4),
         torch.nn.Sequential(cnn.BatchNorm1d(4)), torch.nn.LayerNorm(4),
     )
-    assert [name for name, _ in cnn.batchnorm_layers(model)] == ["1", "2.0"]
-    assert cnn.is_batchnorm(torch.nn.SyncBatchNorm(3))
-    assert not cnn.is_batchnorm(torch.nn.GroupNorm(1, 4))
-    assert not cnn.is_batchnorm(torch.nn.Linear(2, 2))
-    dims = [cnn.batchnorm_dim(m) for m in (cnn.BatchNorm1d(2), torch.nn.BatchNorm2d(2),
+    assert [name for name, _ in borrow.batchnorm_layers(model)] == ["1", "2.0"]
+    assert borrow.is_batchnorm(torch.nn.SyncBatchNorm(3))
+    assert not borrow.is_batchnorm(torch.nn.GroupNorm(1, 4))
+    assert not borrow.is_batchnorm(torch.nn.Linear(2, 2))
+    dims = [borrow.batchnorm_dim(m) for m in (cnn.BatchNorm1d(2), torch.nn.BatchNorm2d(2),
                                            cnn.BatchNorm3d(2), torch.nn.SyncBatchNorm(2))]
     assert dims == [1, 2, 3, None]
     with pytest.raises(TypeError, match="expected model to be a torch.nn.Module"):
-        cnn.batchnorm_layers([torch.nn.BatchNorm1d(2)])
+        borrow.batchnorm_layers([torch.nn.BatchNorm1d(2)])
 
 
 def _nested_model():
@@ -425,12 +426,12 @@ def _nested_model():
 def test_as_found_restores_the_mode_of_every_submodule_of_a_nested_model(mode):
     model = _nested_model()
     before = [m.training for m in model.modules()]
-    with cnn.as_found(model, mode):
+    with borrow.as_found(model, mode):
         if mode is not None:
             assert all(m.training == (mode == "train") for m in model.modules())
         model.eval()
     assert [m.training for m in model.modules()] == before
-    with pytest.raises(RuntimeError, match="restored even on error"), cnn.as_found(model, "eval"):
+    with pytest.raises(RuntimeError, match="restored even on error"), borrow.as_found(model, "eval"):
         raise RuntimeError("restored even on error")
     assert [m.training for m in model.modules()] == before
 
@@ -446,7 +447,7 @@ def test_as_found_with_state_restores_values_grads_buffers_and_randomness():
     torch.manual_seed(0)
     expected_global = torch.rand(3)
     torch.manual_seed(0)
-    with cnn.as_found(model, "train", state=True) as snap:
+    with borrow.as_found(model, "train", state=True) as snap:
         model(torch.randn(8, 3)).sum().backward()  # moves buffers, grads, global RNG
         with torch.no_grad():
             next(model.parameters()).add_(1.0)
@@ -464,7 +465,7 @@ def test_as_found_with_state_restores_values_grads_buffers_and_randomness():
 def test_as_found_keep_values_keeps_the_work_and_restores_the_modes():
     model = _nested_model()
     before = [m.training for m in model.modules()]
-    with cnn.as_found(model, "train", state=True) as snap:
+    with borrow.as_found(model, "train", state=True) as snap:
         model(torch.randn(8, 3) + 5)
         moved = model[1].running_mean.clone()
         snap.keep_values()
@@ -474,10 +475,10 @@ def test_as_found_keep_values_keeps_the_work_and_restores_the_modes():
 
 def test_as_found_refuses_what_it_cannot_restore():
     with pytest.raises(TypeError, match="expected model to be a torch.nn.Module"):
-        with cnn.as_found([torch.nn.Linear(2, 2)]):
+        with borrow.as_found([torch.nn.Linear(2, 2)]):
             pass
     with pytest.raises(ValueError, match=r"as_found: mode must be 'train' .* or None to keep"):
-        with cnn.as_found(torch.nn.Linear(2, 2), "test"):
+        with borrow.as_found(torch.nn.Linear(2, 2), "test"):
             pass
 
 

@@ -16,7 +16,7 @@ import torch
 
 from course_lib.batchnorm import batch_stats
 from course_lib.calibration import recalibrate_bn
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.fold import fold_model
 from course_lib.experiments.inference import batch_dependence, predict_in_batches

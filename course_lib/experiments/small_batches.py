@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from course_lib import nn as cnn
+from course_lib import borrow
+from course_lib import norm_layers as norms
 from course_lib.experiments import claims
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp
@@ -55,11 +57,11 @@ def norm_layer(name: str, steps: int = 1000) -> Callable[[int], nn.Module]:
     if name == "batch norm":
         return cnn.BatchNorm1d
     if name == "group norm":
-        return functools.partial(cnn.GroupNorm, GROUPS)
+        return functools.partial(norms.GroupNorm, GROUPS)
     if name == "layer norm":
-        return cnn.LayerNorm
+        return norms.LayerNorm
     if name == "batch renorm":
-        return functools.partial(cnn.BatchRenorm1d, momentum=0.01, warmup_steps=steps // 10,
+        return functools.partial(norms.BatchRenorm1d, momentum=0.01, warmup_steps=steps // 10,
                                  ramp_steps=steps // 5)
     raise ValueError(f"unknown normalization {name!r}; use one of {NORMS}")
 
@@ -123,7 +125,7 @@ def finetune(
     """
     model.train()
     if freeze_bn_stats:
-        for _, layer in cnn.batchnorm_layers(model):
+        for _, layer in borrow.batchnorm_layers(model):
             layer.eval()
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)

@@ -26,7 +26,7 @@ Modules are named after the lecture's layer index, so a notebook can write ``mod
 
 Helpers: :func:`count_parameters` and :func:`hidden_pre_activations` (the inputs
 ``z_tilde[l]`` of each activation, e.g. for percentile plots). The batch norm layers of a
-model are :func:`course_lib.nn.batchnorm_layers`; :func:`course_lib.nn.as_found` borrows a
+model are :func:`course_lib.borrow.batchnorm_layers`; :func:`course_lib.borrow.as_found` borrows a
 model in eval mode and gives it back as it was.
 """
 
@@ -40,7 +40,8 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import BatchNorm1d, as_found
+from course_lib.nn import BatchNorm1d
+from course_lib.borrow import as_found
 
 __all__ = [
     "ACTIVATIONS",

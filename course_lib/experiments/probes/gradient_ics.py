@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
     check_every,
