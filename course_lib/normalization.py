@@ -54,6 +54,13 @@ def _dims(z: Any, dims: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d % z.ndim for d in dims)
 
 
+def _first_values(z: Any, dims: tuple[int, ...]) -> Any:
+    """The first value of each group (index 0 along ``dims``), kept; 0 for empty groups."""
+    if any(z.shape[d] == 0 for d in dims):
+        return 0.0
+    return z[tuple(slice(0, 1) if d in dims else slice(None) for d in range(z.ndim))]
+
+
 def centered(z: Any, dims: tuple[int, ...]) -> tuple[Any, Any, Any]:
     r"""``(z - mu, mu, sigma2)`` over the axes ``dims`` (kept, size 1), exact at any offset.
 
@@ -75,8 +82,7 @@ def centered(z: Any, dims: tuple[int, ...]) -> tuple[Any, Any, Any]:
         (array([-1.,  1.]), array([2.]), array([1.]))
     """
     dims = _dims(z, dims)
-    first = tuple(slice(0, 1) if d in dims else slice(None) for d in range(z.ndim))
-    K = stop_gradient(z[first])                      # one value per group
+    K = stop_gradient(_first_values(z, dims))        # one value per group
     z_K = z - K                                      # exact for values near K
     mu_K = z_K.mean(axis=dims, keepdims=True)        # the mean, relative to K
     z_mu = z_K - mu_K                                # z - mu, with its digits

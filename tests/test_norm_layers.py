@@ -1,5 +1,6 @@
-"""Chapter 8's layers in course_lib.nn against torch: layer, group and instance norm, batch
-renorm and ghost batch norm (forward, backward, state_dict, running statistics)."""
+"""Chapter 8's layers (course_lib.norm_layers) against torch: layer, group and instance norm,
+batch renorm and ghost batch norm (forward, backward, state_dict, running statistics), and
+what they refuse: bad input before any state changes, bad arguments at construction."""
 
 from __future__ import annotations
 
@@ -223,4 +224,94 @@ def test_all_public():
     for name in ("LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchRenorm1d", "BatchRenorm2d",
                  "layer_norm", "group_norm", "instance_norm", "batch_renorm",
                  "ghost_batch_norm"):
-        assert name in cnn.__all__
+        assert name in norms.__all__
+
+
+# ---- refused before any state changes -------------------------------------------------------
+
+def _bad_batches():
+    nan = torch.randn(6, 3)
+    nan[2, 1] = float("nan")
+    inf = torch.randn(6, 3)
+    inf[0, 0] = float("inf")
+    return [nan, inf, torch.randn(1, 3), torch.randn(6, 4)]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("bad", range(4))
+def test_batch_renorm_refuses_without_changing_state(momentum, bad):
+    layer = norms.BatchRenorm1d(3, momentum=momentum, warmup_steps=3)
+    layer(torch.randn(6, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError):
+        layer(_bad_batches()[bad])
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_refused_batches_do_not_use_up_the_warmup():
+    layer = norms.BatchRenorm1d(3, warmup_steps=2)
+    layer(torch.randn(6, 3))
+    for bad in _bad_batches():
+        with pytest.raises(ValueError):
+            layer(bad)
+    assert layer.clips() == (1.0, 0.0)
+
+
+def test_a_good_batch_after_a_refused_one_gets_its_weight():
+    layer = norms.BatchRenorm1d(3, momentum=None, r_max=1.0, d_max=0.0)
+    ref = cnn.BatchNorm1d(3, momentum=None)
+    x1, x2 = torch.randn(6, 3), torch.randn(6, 3) + 5
+    layer(x1), ref(x1)
+    with pytest.raises(ValueError):
+        layer(_bad_batches()[0])
+    layer(x2), ref(x2)
+    assert torch.allclose(layer.running_mean, ref.running_mean)
+
+
+@pytest.mark.parametrize("momentum", [2.0, -0.5, float("nan"), "0.1"])
+def test_batch_renorm_validates_momentum_like_batch_norm(momentum):
+    with pytest.raises((TypeError, ValueError), match="momentum"):
+        norms.BatchRenorm1d(3, momentum=momentum)
+
+
+@pytest.mark.parametrize("kw", [dict(r_max=0.5), dict(d_max=-1.0), dict(warmup_steps=-1),
+                                dict(ramp_steps=2.5), dict(r_max=float("nan"))])
+def test_batch_renorm_validates_its_schedule_at_construction(kw):
+    with pytest.raises((TypeError, ValueError)):
+        norms.BatchRenorm1d(3, **kw)
+
+
+def test_ghost_batch_norm_refuses_before_updating_the_buffers():
+    x = torch.randn(9, 4)  # ghost batches of 4, 4 and 1: the last cannot be normalized
+    rm, rv = torch.zeros(4), torch.ones(4)
+    with pytest.raises(ValueError, match="ghost size"):
+        norms.ghost_batch_norm(x, 4, rm, rv, training=True)
+    assert torch.equal(rm, torch.zeros(4))
+    assert torch.equal(rv, torch.ones(4))
+
+
+def test_ghost_batch_norm_refuses_nan_before_updating_the_buffers():
+    x = torch.randn(8, 4)
+    x[7, 0] = float("nan")  # in the second ghost batch
+    rm, rv = torch.zeros(4), torch.ones(4)
+    with pytest.raises(ValueError, match="non-finite"):
+        norms.ghost_batch_norm(x, 4, rm, rv, training=True)
+    assert torch.equal(rm, torch.zeros(4))
+
+
+@pytest.mark.parametrize("ghost_size", [0, -1, 2.5, None])
+def test_ghost_batch_norm_names_a_bad_ghost_size(ghost_size):
+    with pytest.raises(ValueError, match="ghost size"):
+        norms.ghost_batch_norm(torch.randn(8, 4), ghost_size, None, None, training=True)
+
+
+def test_instance_norm_refuses_nan_before_updating_its_running_statistics():
+    layer = norms.InstanceNorm2d(3, track_running_stats=True)
+    x = torch.randn(2, 3, 4, 4)
+    x[0, 1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(x)
+    assert torch.equal(layer.running_mean, torch.zeros(3))
+    assert int(layer.num_batches_tracked) == 0
+
