@@ -137,11 +137,11 @@ def bn_forward(
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch norm in training mode: normalize each channel of z, scale and shift."""
     axes = reduce_axes(z)                      # every axis but the channel axis 1
-    z_norm, mu, sigma2 = normalize_over(z, axes, eps)  # mean, biased variance, normalize
+    z_norm, mu, sigma2 = normalize_over(z, axes, eps)  # the first three steps
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
-    inv_std = (sigma2 + eps) ** -0.5           # 1 / sqrt(sigma2 + eps), for the backward
-    cache = BatchNormCache(z_norm, gamma, mu.ravel(), sigma2.ravel(), inv_std.ravel(), eps)
-    return z_tilde, cache
+    inv_std = (sigma2 + eps) ** -0.5           # for the backward pass
+    mu, sigma2, inv_std = mu.ravel(), sigma2.ravel(), inv_std.ravel()  # shape (C,)
+    return z_tilde, BatchNormCache(z_norm, gamma, mu, sigma2, inv_std, eps)
 
 
 Grads = tuple[np.ndarray, np.ndarray, np.ndarray]

@@ -58,7 +58,7 @@ def layer_norm(
     """Layer norm: each example normalized over its last len(normalized_shape) axes."""
     dims = tuple(range(-len(normalized_shape), 0))  # the trailing axes of one example
     z_norm, _, _ = normalize_over(x, dims, eps)
-    return scale_shift(z_norm, weight, bias)       # one gamma, beta per normalized value
+    return scale_shift(z_norm, weight, bias)  # a gamma, beta per normalized value
 
 
 def group_norm(
@@ -71,7 +71,7 @@ def group_norm(
     """Group norm: each example's channels in num_groups groups of consecutive channels,
     each group normalized over its channels and spatial axes."""
     N, C, G = x.shape[0], x.shape[1], num_groups
-    z = x.reshape(N, G, C // G, *x.shape[2:])  # group g: channels g*C/G ... (g+1)*C/G - 1
+    z = x.reshape(N, G, C // G, *x.shape[2:])  # group g: channels g*C/G to (g+1)*C/G-1
     z_norm, _, _ = normalize_over(z, tuple(range(2, z.ndim)), eps)
     return scale_shift(z_norm.reshape(x.shape), _c(weight, x.ndim), _c(bias, x.ndim))
 
@@ -134,7 +134,8 @@ def batch_renorm(
     statistics.
     """
     if not training:
-        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+        return batch_norm(x, running_mean, running_var, weight, bias, False,
+                          momentum, eps)
     z = working_dtype(x)
     sigma = (running_var.to(z.dtype) + eps) ** 0.5
     z_hat = renorm_normalize(z, running_mean.to(z.dtype), sigma, eps, r_max, d_max)
@@ -160,7 +161,8 @@ def ghost_batch_norm(
     """Ghost batch norm (Hoffer et al., 2017): in training, batch norm on each chunk
     ("ghost batch") of ghost_size examples, one after the other."""
     if not training:
-        return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
+        return batch_norm(x, running_mean, running_var, weight, bias, False,
+                          momentum, eps)
     _checks.check_ghost_batches(x, ghost_size, eps, momentum)  # before any update
     ghosts = [batch_norm(chunk, running_mean, running_var, weight, bias, True, momentum,
                          eps)

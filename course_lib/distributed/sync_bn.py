@@ -58,8 +58,9 @@ def sync_batch_stats(z: Tensor, group: Any = None) -> tuple[Tensor, Tensor, Tens
     """The mean and biased variance of each channel over the batch of all processes,
     and its count m: every process's local_moments, gathered and merged."""
     C = z.shape[1]
-    parts = [Moments(p[0], p[1:C + 1], p[C + 1:]) for p in all_gather(local_moments(z), group)]
-    m, mu, M2 = reduce(merge_moments, parts)  # Chan's merge, in rank order everywhere
+    sent = all_gather(local_moments(z), group)  # one row per process, in rank order
+    parts = [Moments(p[0], p[1:C + 1], p[C + 1:]) for p in sent]
+    m, mu, M2 = reduce(merge_moments, parts)    # Chan's merge, the same everywhere
     return mu, M2 / m, m
 
 
