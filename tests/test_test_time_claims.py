@@ -1,8 +1,9 @@
-"""Chapter 6's claims (notebooks/06_bn_at_test_time.ipynb), checked on five other seeds.
+"""Chapter 6's claims (notebooks/06_bn_at_test_time.ipynb), checked on the claim seeds.
 
 The notebook asserts each claim for seed 0; these tests repeat the same experiments, with the
-same settings and the same course_lib functions, for seeds 1-5, so that no claim rests on one
-lucky seed. Keep the constants here in step with the notebook.
+same settings and the same course_lib functions, for the claim seeds (tests/claim_seeds.py,
+seeds the notebooks never use), so that no claim rests on one lucky seed. Keep the constants
+here in step with the notebook.
 """
 
 from __future__ import annotations

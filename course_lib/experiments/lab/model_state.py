@@ -21,7 +21,6 @@ from course_lib.borrow import Snapshot
 __all__ = [
     "batch_loss_and_grads",
     "check_probe",
-    "check_every",
     "check_probe_batch",
     "on_model",
 ]
@@ -80,9 +79,3 @@ def batch_loss_and_grads(
     return float(loss.detach()), [
         torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)
     ]
-
-
-def check_every(every: object, where: str) -> None:
-    """Refuse anything but a positive int for a recorder's ``every``."""
-    if not _checks.is_int(every) or every < 1:
-        raise ValueError(f"{where}: every must be a positive int (got {every!r})")

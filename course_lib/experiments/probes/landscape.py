@@ -46,7 +46,6 @@ from course_lib import _checks
 from course_lib.borrow import as_found
 from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
-    check_every,
     check_probe,
     check_probe_batch,
     on_model,
@@ -265,7 +264,7 @@ def landscape_recorder(
     check_probe_batch(X, "landscape_recorder", y)
     eta_arr = _check_etas(etas, "landscape_recorder")
     _checks.check_mode(mode, "landscape_recorder")
-    check_every(every, "landscape_recorder")
+    _checks.check_int(every, "every", minimum=1, where="landscape_recorder")
     skipped = {k: math.nan for k in GradientDirectionProbe.record_keys(prefix)}
 
     def record(step: int, model: nn.Module) -> dict[str, float]:
