@@ -1,5 +1,6 @@
-"""Input validation shared by the numpy reference (:mod:`course_lib.batchnorm`) and the torch
-modules (:mod:`course_lib.nn`).
+"""Input validation, the one place for it: shared by the numpy reference
+(:mod:`course_lib.batchnorm`), the torch layers (:mod:`course_lib.nn`,
+:mod:`course_lib.norm_layers`, :mod:`course_lib.distributed`) and the rest of the package.
 
 Every check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong
 content) with a message in torch.nn's style: what was expected, what arrived, then how to fix

@@ -130,8 +130,7 @@ def moments_over(z: Any, dims: tuple[int, ...]) -> Moments:
     for d in dims:
         count *= z.shape[d]
     _, mu, sigma2 = centered(z, dims)
-    squeeze = (lambda t: t.squeeze(dims)) if _is_torch(z) else (lambda a: a.squeeze(dims))
-    return Moments(count, squeeze(mu), squeeze(sigma2) * count)
+    return Moments(count, mu.squeeze(dims), sigma2.squeeze(dims) * count)
 
 
 def merge_moments(a: Moments, b: Moments) -> Moments:
