@@ -1,5 +1,6 @@
-"""Input validation shared by the numpy reference (:mod:`course_lib.batchnorm`) and the torch
-modules (:mod:`course_lib.nn`).
+"""Input validation, the one place for it: shared by the numpy reference
+(:mod:`course_lib.batchnorm`), the torch layers (:mod:`course_lib.nn`,
+:mod:`course_lib.norm_layers`, :mod:`course_lib.distributed`) and the rest of the package.
 
 Every check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind, wrong
 content) with a message in torch.nn's style: what was expected, what arrived, then how to fix
@@ -40,6 +41,12 @@ __all__ = [
     "check_same_shape",
     "check_num_features",
     "check_float_tensor",
+    "check_module",
+    "check_ndim",
+    "check_trailing_shape",
+    "check_num_groups",
+    "check_spatial_values",
+    "check_ghost_batches",
 ]
 
 _NUMPY_FLOATS = (np.float32, np.float64)
@@ -287,31 +294,31 @@ def check_values_per_channel(size: Any, *, allow_empty: bool = False) -> None:
         )
 
 
-def check_eps(eps: Any, training: bool = True) -> float:
+def check_eps(eps: Any, training: bool = True, where: str = "batch_norm") -> float:
     """Return ``eps`` as a float; raise unless it is a finite number, positive in training.
 
     torch's rule for the sign: ``eps <= 0`` is refused in training (a constant channel would
     divide by 0), ``eps < 0`` always. NaN turns every output into NaN and inf every output
-    into beta, so neither is accepted.
+    into beta, so neither is accepted. ``where`` (the function or layer) starts the message.
     """
     if not is_real(eps):
         raise TypeError(
-            f"expected eps to be a positive number, got {type(eps).__qualname__} ({eps!r}); "
-            "pass a float such as eps=1e-5"
+            f"{where}: expected eps to be a positive number, got {type(eps).__qualname__} "
+            f"({eps!r}); pass a float such as eps=1e-5"
         )
     eps = float(eps)
     if not math.isfinite(eps):
         raise ValueError(
-            f"batch_norm eps must be a finite number, but got {eps}; eps is added to the "
+            f"{where} eps must be a finite number, but got {eps}; eps is added to the "
             "variance to keep 1 / sqrt(var + eps) finite, use e.g. 1e-5"
         )
     if training and eps <= 0.0:
         raise ValueError(
-            f"batch_norm eps must be positive during training, but got {eps}; "
+            f"{where} eps must be positive during training, but got {eps}; "
             "eps keeps 1 / sqrt(var + eps) finite for a constant feature, use e.g. 1e-5"
         )
     if eps < 0.0:
-        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}; use e.g. 1e-5")
+        raise ValueError(f"{where} eps must be non-negative, but got {eps}; use e.g. 1e-5")
     return eps
 
 
@@ -381,14 +388,24 @@ def check_same_shape(dout: Any, shape: Sequence[int]) -> None:
         )
 
 
-def check_num_features(size: Any, num_features: int, layer: str = "BatchNorm") -> None:
-    """Raise ``ValueError`` unless the input's dim 1 has ``num_features`` channels."""
+def check_num_features(
+    size: Any,
+    num_features: int,
+    layer: str = "BatchNorm",
+    *,
+    rebuild: str | None = None,
+    name: str = "num_features",
+) -> None:
+    """Raise ``ValueError`` unless the input's dim 1 has ``num_features`` channels.
+
+    ``rebuild`` is how to build the layer for this input (default ``f"{layer}({C})"``).
+    """
     got = int(size[1])
     if got != num_features:
         raise ValueError(
-            f"expected input with num_features={num_features} channels in dim 1 "
+            f"expected input with {name}={num_features} channels in dim 1 "
             f"(got {got} channels, input size {_shape_str(size)}); build the layer as "
-            f"{layer}({got}) or fix the previous layer's output size"
+            f"{rebuild or f'{layer}({got})'} or fix the previous layer's output size"
         )
 
 
@@ -422,3 +439,81 @@ def check_float_tensor(x: Any, param_dtype: Any = None) -> None:
         f"(got {x.dtype}); convert the input with x.to({param_dtype}) or the layer with "
         f"layer.to({x.dtype})"
     )
+
+
+def check_module(model: Any) -> None:
+    """Raise ``TypeError`` unless ``model`` is a ``torch.nn.Module``."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            f"expected model to be a torch.nn.Module (got {type(model).__qualname__})"
+        )
+
+
+def check_ndim(ndim: int, allowed: Sequence[int], layer: str, shapes: str) -> None:
+    """Raise ``ValueError`` unless the input has one of the ``allowed`` numbers of dimensions.
+
+    ``shapes`` says what the layer takes, e.g. ``"(N, C, H, W) or (C, H, W)"``.
+    """
+    if ndim not in allowed:
+        names = " or ".join(f"{d}D" for d in allowed)
+        raise ValueError(f"expected {names} input (got {ndim}D input); {layer} takes {shapes}")
+
+
+def check_trailing_shape(size: Any, normalized_shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless the input ends in ``normalized_shape`` (layer norm)."""
+    k = len(normalized_shape)
+    if len(size) < k or tuple(size[len(size) - k:]) != tuple(normalized_shape):
+        raise ValueError(
+            f"expected input with shape [*, {', '.join(map(str, normalized_shape))}] "
+            f"(got input of size {list(size)}); LayerNorm normalizes the trailing "
+            f"axes, so build it as LayerNorm({tuple(size[1:])}) or fix the input"
+        )
+
+
+def check_num_groups(num_groups: Any, num_channels: int) -> None:
+    """Raise ``ValueError`` unless ``num_groups`` is a positive int dividing ``num_channels``."""
+    if not is_int(num_groups) or num_groups < 1:
+        raise ValueError(f"num_groups must be a positive int (got {num_groups!r})")
+    if num_channels % num_groups != 0:
+        raise ValueError(
+            f"num_channels must be divisible by num_groups (got num_channels={num_channels}, "
+            f"num_groups={num_groups}); pick num_groups among the divisors of {num_channels}"
+        )
+
+
+def check_spatial_values(size: Any, what: str) -> None:
+    """Raise torch's ``ValueError`` when each instance has a single value (instance norm)."""
+    if math.prod(size[2:]) <= 1:
+        raise ValueError(
+            f"Expected more than 1 spatial element when training, got input size {size}; "
+            f"{what} needs H * W > 1"
+        )
+
+
+def check_ghost_batches(x: Any, ghost_size: Any, eps: Any, momentum: Any) -> None:
+    """Every check of ghost batch norm in training, before the first ghost batch updates
+    the running statistics: the ghost size, each ghost batch's values per channel, ``eps``,
+    ``momentum`` and a finite input."""
+    if not is_int(ghost_size) or ghost_size < 1:
+        raise ValueError(
+            f"the ghost size must be a positive int, the number of examples in each ghost "
+            f"batch (got ghost_size={ghost_size!r}); use e.g. ghost_size=32"
+        )
+    check_float_tensor(x)
+    check_min_ndim(x.dim())
+    n, g = int(x.shape[0]), int(ghost_size)
+    last = n % g
+    spatial = math.prod(x.shape[2:])
+    if n > 0 and (min(n, g) * spatial <= 1 or (last and last * spatial <= 1)):
+        raise ValueError(
+            f"{n} examples in ghost batches of ghost size {g} leave a ghost batch with a "
+            "single value per channel, which batch norm cannot normalize in training; pick a "
+            f"ghost size that leaves at least 2 examples in the last ghost batch ({n} % "
+            "ghost_size != 1)"
+        )
+    check_eps(eps, where="ghost_batch_norm")
+    check_unit_interval(momentum, "momentum")
+    check_finite(x)
+

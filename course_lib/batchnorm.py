@@ -38,13 +38,13 @@ from typing import NamedTuple
 import numpy as np
 
 from course_lib import _checks
+from course_lib.normalization import centered, normalize_over
 
 __all__ = [
     "BatchNormCache",
     "reduce_axes",
     "per_channel",
     "values_per_channel",
-    "stop_gradient",
     "bn_forward",
     "bn_backward",
     "bn_backward_graph",
@@ -126,39 +126,22 @@ def values_per_channel(shape: tuple[int, ...]) -> int:
     return math.prod((shape[0], *shape[2:]))
 
 
-def stop_gradient(a: np.ndarray) -> np.ndarray:
-    """``a`` as a constant: a torch tensor detached from autograd's graph, numpy as it is.
-
-    For a shift the output does not depend on (:func:`bn_forward`'s ``K``): its gradient
-    is exactly 0, so autograd need not compute it.
-    """
-    return a.detach() if _checks.is_torch(a) else a
-
-
 # ---------------------------------------------------------------- teaching functions
 
 
 # Works on numpy arrays and torch tensors alike: course_lib.nn's layers call it too, and
-# autograd derives their backward pass. Why K: a plain float32 mean of values near 1e6 loses
-# every digit below 1 (over 4096 of them it is off by more than their spread), and z - mu
-# would inherit the error. z - K is exact and small, so mu_c and sigma2 keep the digits that
-# matter (tests/test_batchnorm.py::test_shift_is_needed_for_a_large_mean).
+# autograd derives their backward pass. normalize_over computes the statistics so that
+# float32 keeps its digits at any offset (course_lib.normalization.centered says how).
 def bn_forward(
     z: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch norm in training mode: normalize each channel of z, scale and shift."""
     axes = reduce_axes(z)                      # every axis but the channel axis 1
-    K = stop_gradient(z[:1].mean(axis=axes, keepdims=True))  # a constant near the data,
-    z_c = z - K                                # so sums keep their digits
-    mu_c = z_c.mean(axis=axes, keepdims=True)  # mu = K + mu_c
-    z_mu = z_c - mu_c                          # z - mu
-    sigma2 = (z_mu**2).mean(axis=axes, keepdims=True)  # biased: divide by m
-    inv_std = (sigma2 + eps) ** -0.5           # 1 / sqrt(sigma2 + eps)
-    z_norm = z_mu * inv_std
+    z_norm, mu, sigma2 = normalize_over(z, axes, eps)  # the first three steps
     z_tilde = per_channel(gamma, z.ndim) * z_norm + per_channel(beta, z.ndim)
-    mu = (K + mu_c).ravel()
-    cache = BatchNormCache(z_norm, gamma, mu, sigma2.ravel(), inv_std.ravel(), eps)
-    return z_tilde, cache
+    inv_std = (sigma2 + eps) ** -0.5           # for the backward pass
+    mu, sigma2, inv_std = mu.ravel(), sigma2.ravel(), inv_std.ravel()  # shape (C,)
+    return z_tilde, BatchNormCache(z_norm, gamma, mu, sigma2, inv_std, eps)
 
 
 Grads = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -212,8 +195,9 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         \mu = \frac{1}{m}\sum_{i=1}^m x_i, \qquad
         \sigma^2 = \frac{1}{m}\sum_{i=1}^m (x_i - \mu)^2
 
-    over every axis but 1, exactly as :func:`bn_forward` computes them (it is the one
-    implementation): from centered values, so they stay accurate when :math:`|\mu| \gg \sigma`.
+    over every axis but 1, by :func:`course_lib.normalization.centered`, the statistics of
+    every normalization: from centered values, so they stay accurate when
+    :math:`|\mu| \gg \sigma`.
 
     Args:
         x: float32 or float64 array of shape ``(N, C, *spatial)``.
@@ -228,9 +212,8 @@ def batch_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     _checks.check_float_array(x)
     _checks.check_min_ndim(x.ndim)
-    c = x.shape[1]
-    _, cache = bn_forward(x, np.ones(c, x.dtype), np.zeros(c, x.dtype), eps=1.0)
-    return cache.mu, cache.var
+    _, mu, sigma2 = centered(x, reduce_axes(x))
+    return mu.ravel(), sigma2.ravel()
 
 
 def batchnorm_forward(

@@ -13,7 +13,8 @@ variance over all of it (Ioffe & Szegedy call these the population statistics;
 
 - ``method="exact"`` (default): the per-channel mean and variance of each layer's input over
   the whole pass, accumulated in float64 from per-batch statistics
-  (:func:`course_lib.batchnorm.batch_stats`) with Chan et al.'s pairwise update
+  (:func:`course_lib.normalization.moments_over`) with Chan et al.'s pairwise update
+  (:func:`course_lib.normalization.merge_moments`, the merge synchronized batch norm uses too)
 
   .. math::
 
@@ -43,16 +44,16 @@ import torch
 from torch import nn
 
 from course_lib import _checks
-from course_lib.batchnorm import batch_stats, values_per_channel
-from course_lib.nn import as_found, batchnorm_layers
+from course_lib.batchnorm import reduce_axes
+from course_lib.borrow import as_found, batchnorm_layers
+from course_lib.normalization import Moments, merge_moments, moments_over
 from course_lib.running_stats import unbiased_var
 
 __all__ = ["recalibrate_bn", "population_stats"]
 
 
 def _calibratable(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"expected model to be a torch.nn.Module (got {type(model).__name__})")
+    _checks.check_module(model)
     layers = [
         (name, m)
         for name, m in batchnorm_layers(model)
@@ -116,29 +117,17 @@ def _inputs_of(batch: Any) -> torch.Tensor:
     return batch
 
 
-class _Moments:
-    """Per-channel count, mean and sum of squared deviations, merged batch by batch (Chan)."""
+class _Accumulator:
+    """Per-channel moments of every batch a layer sees, in float64, merged as they come."""
 
     def __init__(self) -> None:
-        self.n = 0
-        self.mean: np.ndarray | None = None
-        self.m2: np.ndarray | None = None
+        self.total = Moments(0, 0.0, 0.0)
 
     def add(self, x: torch.Tensor) -> None:
         x64 = _checks.to_numpy64(x)
-        n_b = values_per_channel(x64.shape)
-        if n_b == 0:
+        if x64.size == 0:  # an empty batch says nothing (and numpy warns on its mean)
             return
-        mean_b, var_b = batch_stats(x64)
-        m2_b = var_b * n_b
-        if self.mean is None:
-            self.n, self.mean, self.m2 = n_b, mean_b, m2_b
-            return
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean = self.mean + delta * (n_b / n)
-        self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
-        self.n = n
+        self.total = merge_moments(self.total, moments_over(x64, reduce_axes(x64)))
 
 
 def recalibrate_bn(
@@ -193,7 +182,7 @@ def recalibrate_bn(
     device = layers[0][1].running_mean.device
 
     momenta = [(bn, bn.momentum) for _, bn in layers]
-    moments = {name: _Moments() for name, _ in layers}
+    moments = {name: _Accumulator() for name, _ in layers}
     hooks = []
     if method == "exact":
         for name, bn in layers:
@@ -225,8 +214,8 @@ def recalibrate_bn(
     if method == "exact":
         with torch.no_grad():
             for name, bn in layers:
-                acc = moments[name]
-                var = unbiased_var(acc.m2 / acc.n, acc.n)  # as PyTorch stores running_var
+                acc = moments[name].total
+                var = unbiased_var(acc.m2 / acc.count, acc.count)  # as PyTorch stores it
                 bn.running_mean.copy_(torch.from_numpy(acc.mean))
                 bn.running_var.copy_(torch.from_numpy(var))
     return model
@@ -238,7 +227,7 @@ def population_stats(
     """Each batch norm layer's exact mean and (unbiased) variance over ``data``; no side effects.
 
     What ``recalibrate_bn(method="exact")`` would store, computed on ``model`` and then undone
-    (:func:`course_lib.nn.as_found`), so the model's running statistics can be compared with
+    (:func:`course_lib.borrow.as_found`), so the model's running statistics can be compared with
     them.
 
     Returns:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from course_lib import _checks
-from course_lib.nn import batchnorm_dim, is_batchnorm
+from course_lib.borrow import batchnorm_dim, is_batchnorm
 
 __all__ = ["fold_linear", "fold_params", "fold", "fold_model"]
 

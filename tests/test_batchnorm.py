@@ -27,9 +27,9 @@ from course_lib.batchnorm import (
     batchnorm_forward,
     per_channel,
     reduce_axes,
-    stop_gradient,
     values_per_channel,
 )
+from course_lib.normalization import stop_gradient
 
 SEEDS = range(5)
 DTYPES = [np.float32, np.float64]
@@ -363,7 +363,8 @@ def test_stop_gradient_and_the_shift_do_not_change_the_gradient():
 
 
 def test_shift_is_needed_for_a_large_mean():
-    """Why bn_forward subtracts K first: without it float32 data near 1e6 normalizes wrongly.
+    """Why centered (which bn_forward calls) subtracts K first: without it float32 data near
+    1e6 normalizes wrongly.
 
     The same formula without the shift (a plain float32 mean, then z - mu) is off by more
     than 0.1 in z_norm; with it, bn_forward agrees with float64 to 1e-4.

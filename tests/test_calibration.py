@@ -174,7 +174,7 @@ def test_errors():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_population_stats_leaves_the_model_as_found(dtype):
-    """population_stats borrows the model (course_lib.nn.as_found) and hands it back: same
+    """population_stats borrows the model (course_lib.borrow.as_found) and hands it back: same
     buffers, modes and momentum; and its result does not change when the buffers are restored
     (float64 buffers would share memory with a numpy view)."""
     gen = torch.Generator().manual_seed(0)

@@ -18,8 +18,9 @@ import torch.distributed as dist
 from torch import nn
 
 from course_lib import nn as cnn
+from course_lib import norm_layers as norms
 from course_lib.distributed import (
-    SyncBatchNorm, convert_sync_batchnorm, count_traffic, free_port, local_sums,
+    Exchange, SyncBatchNorm, convert_sync_batchnorm, count_traffic, free_port, local_moments,
     sync_batch_stats, sync_bn_backward,
 )
 
@@ -133,15 +134,53 @@ def _check_all(rank: int, world: int) -> list[str]:
     if not torch.allclose(dbeta_local, dz_tilde.sum(dim=(0, 2)), **TOL) or not torch.allclose(
             dgamma_local, (dz_tilde * z_norm).sum(dim=(0, 2)), **TOL):
         failures.append("sync_bn_backward: the local shares of dgamma, dbeta are wrong")
-    # The traffic each training step sends: 2C + 1 values forward, 2C backward.
+    # The traffic each training step sends: 2C + 1 values all-gathered forward (each process
+    # receives everyone's), 2C all-reduced backward.
     C = 6
     layer = SyncBatchNorm(C, dtype=torch.float64)
-    with count_traffic() as sent:
+    with count_traffic() as calls:
         layer(torch.randn(3, C, 4, 4, dtype=torch.float64, requires_grad=True)).sum().backward()
-    expected = [(2 * C + 1) * 8, 2 * C * 8] if world > 1 else []
-    if sent != expected:
-        failures.append(f"traffic: sent {sent}, expected {expected}")
+    expected = [Exchange("all_gather", (2 * C + 1) * 8, world * (2 * C + 1) * 8),
+                Exchange("all_reduce", 2 * C * 8, 2 * C * 8)] if world > 1 else []
+    if calls != expected:
+        failures.append(f"traffic: {calls}, expected {expected}")
+    failures += _check_float32_offsets(rank, world)
     # A group of one process is batch norm, exactly (no all_reduce at all).
+    return failures
+
+
+# float32 at large offsets: what each process sends is exact (centered statistics, Chan's
+# merge), but the means it sends are float32 numbers, exact only to half a unit in their last
+# place, EPS32 * |mu| / 2; normalizing with the merged mean moves z_norm by up to that over
+# sigma. Hence 8 * EPS32 * (1 + |mu| / sigma): 5e-3 at mu = 1e4, sigma = 1 (the error is
+# about 5e-4 there). E[z^2] - mu^2, which this layer all-reduced before, is off by more than
+# 0.1 there (tests/test_normalization.py::test_naive_variance_would_fail_...).
+EPS32 = float(torch.finfo(torch.float32).eps)
+OFFSETS = [(0.0, 1.0), (1e4, 1.0), (1e3, 0.1), (10.0, 1e-3)]
+
+
+def _check_float32_offsets(rank: int, world: int) -> list[str]:
+    failures = []
+    sizes = [3 + 2 * r for r in range(world)]
+    start = sum(sizes[:rank])
+    for mean, std in OFFSETS:
+        gen = torch.Generator().manual_seed(11)
+        X = (mean + std * torch.randn(sum(sizes), 4, 3, generator=gen)).float()
+        X64 = X.double()
+        ref = ((X64 - X64.mean(dim=(0, 2), keepdim=True))
+               / torch.sqrt(X64.var(dim=(0, 2), unbiased=False, keepdim=True) + 1e-5))
+        layer = SyncBatchNorm(4)
+        y = layer(X[start:start + sizes[rank]])
+        error = (y.double() - ref[start:start + sizes[rank]]).abs().max().item()
+        if y.dtype != torch.float32 or error > 8 * EPS32 * (1 + mean / std):
+            failures.append(f"float32, mean {mean}, std {std}: error {error:.2e}")
+        running = layer.running_var.double()
+        expected = 0.9 + 0.1 * X64.var(dim=(0, 2), unbiased=True)
+        # The merged variance inherits the means' error through delta ** 2: the same bound,
+        # in units of sigma ** 2, plus float32's storage of a number near 1.
+        bound = 0.1 * 8 * EPS32 * (1 + mean / std) * std ** 2 + 4 * EPS32
+        if (running - expected).abs().max() > bound:
+            failures.append(f"float32, mean {mean}, std {std}: running_var {running}")
     return failures
 
 
@@ -202,20 +241,32 @@ def test_same_constructor_as_torch():
     assert ours == theirs
 
 
-def test_local_sums():
-    x = torch.randn(5, 3, 2, 2, dtype=torch.float64)
-    s = local_sums(x)
-    assert s.shape == (7,)
-    assert torch.allclose(s[:3], x.sum(dim=(0, 2, 3)))
-    assert torch.allclose(s[3:6], (x ** 2).sum(dim=(0, 2, 3)))
-    assert s[6] == 20
+def test_local_moments_are_count_mean_and_m2():
+    x = torch.randn(5, 3, 2, 2, dtype=torch.float64) + 4
+    sent = local_moments(x)
+    assert sent.shape == (7,)
+    assert sent[0] == 20
+    assert torch.allclose(sent[1:4], x.mean(dim=(0, 2, 3)))
+    assert torch.allclose(sent[4:], x.var(dim=(0, 2, 3), unbiased=False) * 20)
+
+
+def test_a_refused_batch_changes_no_state():
+    layer = SyncBatchNorm(3, momentum=None)
+    layer(torch.randn(4, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    bad = torch.randn(4, 3)
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(bad)
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k]), k
 
 
 def test_convert_sync_batchnorm_swaps_every_batch_norm():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(),
                         nn.Sequential(nn.Linear(6, 5, bias=False), cnn.BatchNorm1d(5, momentum=None)),
-                        cnn.GroupNorm(1, 5), nn.Linear(5, 2))
+                        norms.GroupNorm(1, 5), nn.Linear(5, 2))
     for _ in range(3):
         net(torch.randn(16, 4))
     net[1].weight.requires_grad_(False)
@@ -227,7 +278,7 @@ def test_convert_sync_batchnorm_swaps_every_batch_norm():
     assert converted is net
     kinds = [type(m).__name__ for m in converted.modules()]
     assert kinds.count("SyncBatchNorm") == 2 and "BatchNorm1d" not in kinds
-    assert isinstance(converted[4], cnn.GroupNorm)
+    assert isinstance(converted[4], norms.GroupNorm)
     assert converted[3][1].momentum is None
     assert not converted[1].weight.requires_grad and not converted[1].training
     for k, v in converted.state_dict().items():
@@ -239,7 +290,7 @@ def test_convert_sync_batchnorm_swaps_every_batch_norm():
 
 
 def test_batch_renorm_is_not_converted():
-    layer = cnn.BatchRenorm1d(3)
+    layer = norms.BatchRenorm1d(3)
     assert convert_sync_batchnorm(layer) is layer
 
 

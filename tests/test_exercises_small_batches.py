@@ -1,4 +1,4 @@
-"""Chapter 8 graders: group norm's forward pass and the sums SyncBN all-reduces."""
+"""Chapter 8 graders: group norm's forward pass and what each process sends in SyncBN."""
 
 from __future__ import annotations
 
@@ -20,7 +20,18 @@ def group_norm_right(x, G, gamma, beta, eps):
 
 def sums_right(x):
     axes = (0, *range(2, x.ndim))
-    return x.sum(axis=axes), (x ** 2).sum(axis=axes)
+    mu = x.mean(axis=axes, keepdims=True)
+    return mu.ravel(), ((x - mu) ** 2).sum(axis=axes)
+
+
+def test_each_classic_mistake_written_independently_is_named():
+    # Written here, not through the grader's own mistake table.
+    fb = grade("sync_bn_sums", lambda x: (x.mean(axis=(0, *range(2, x.ndim))),
+                                          (x ** 2).sum(axis=(0, *range(2, x.ndim)))))
+    assert fb.mistake == "raw_sum_of_squares", fb.message
+    fb = grade("sync_bn_sums", lambda x: (x.mean(axis=(0, *range(2, x.ndim))),
+                                          x.var(axis=(0, *range(2, x.ndim)))))
+    assert fb.mistake == "variance_not_m2", fb.message
 
 
 def test_registered():
@@ -63,9 +74,9 @@ def test_layer_and_instance_norm_are_the_special_cases():
 
 
 def test_wrong_shapes_are_explained():
-    fb = grade("sync_bn_sums", lambda x: (x.sum(axis=0), (x ** 2).sum(axis=0)))
+    fb = grade("sync_bn_sums", lambda x: (x.mean(axis=0), x.var(axis=0) * len(x)))
     assert fb.mistake == "spatial_axes", fb.message
-    fb = grade("sync_bn_sums", lambda x: (x.sum(axis=1), (x ** 2).sum(axis=1)))
+    fb = grade("sync_bn_sums", lambda x: (x.mean(axis=1), x.var(axis=1)))
     assert fb.mistake == "wrong_axis", fb.message
 
 

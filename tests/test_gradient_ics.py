@@ -84,7 +84,7 @@ def test_bad_arguments_are_explained(data):
         measure_gradient_ics(model, X, y, "layer3", lr=0.5)
     with pytest.raises(ValueError, match="first parameter"):
         measure_gradient_ics(model, X, y, "linear1.weight", lr=0.5)
-    with pytest.raises(ValueError, match="lr must be a positive number"):
+    with pytest.raises(ValueError, match="lr must be > 0"):
         measure_gradient_ics(model, X, y, "linear3.weight", lr=0.0)
     with pytest.raises(ValueError, match="labels"):
         measure_gradient_ics(model, X, y[:19], "linear3.weight", lr=0.5)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import course_lib.nn
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 from course_lib.experiments.lab.models import (
     DEFAULT_NORM_IMPL,
     NORM_KINDS,

@@ -10,7 +10,7 @@ import torch
 from probe_helpers import model_of, small_digits, trained
 
 from course_lib.experiments.lab.models import hidden_pre_activations
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 from course_lib.experiments.probes.percentiles import (
     PERCENTILES,
     activation_percentiles,

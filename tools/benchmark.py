@@ -86,7 +86,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 
 
 # --------------------------------------------------------------------------------------------
-# Results, budgets and the table (pure; tested in tests/test_benchmark.py)
+# Results, budgets and the table (pure; tested in tests/test_tools_benchmark.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -446,7 +446,7 @@ def bench_book(root: Path, repeats: int) -> list[Result]:
 
 
 # --------------------------------------------------------------------------------------------
-# Micro-benchmarks (items 3, 4, 5)
+# Micro-benchmarks (batchnorm, backward, training)
 # --------------------------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ Registered exercises:
 - ``"bn2d_forward"``: ``fn(x, gamma, beta, eps) -> out`` for ``(N, C, H, W)`` (chapter 7)
 - ``"update_ratio"``: ``fn(weights, grads, lr) -> ratios``, one per layer (chapter 7)
 - ``"group_norm_forward"``: ``fn(x, G, gamma, beta, eps) -> out`` (chapter 8)
-- ``"sync_bn_sums"``: ``fn(x) -> (s, q)``, what each process all-reduces (chapter 8)
+- ``"sync_bn_sums"``: ``fn(x) -> (mu, M2)``, what each process sends in SyncBN (chapter 8)
 
 Writing a grader (chapters 7, 8, ...): add ``course_lib/exercises/<idea>.py`` and import it
 below. A grader is ``@register(id, "fn(args) -> outputs: what it computes (chapter N)")`` on

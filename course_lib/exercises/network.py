@@ -112,7 +112,7 @@ def _is_sigmoid(module: Any) -> bool:
 def _classify(name: str, module: Any) -> _Layer:
     from torch import nn
 
-    from ..nn import is_batchnorm
+    from ..borrow import is_batchnorm
 
     if isinstance(module, nn.Linear):
         return _Layer(name, "linear", module)
@@ -433,7 +433,7 @@ def _cases() -> tuple[list[Case], dict[str, Any]]:
     import torch
 
     from ..experiments.lab.models import make_mlp
-    from ..nn import is_batchnorm
+    from ..borrow import is_batchnorm
 
     cases, refs = [], {}
     for seed, (in_features, widths, out_features) in enumerate(CALLS):

@@ -1,17 +1,19 @@
-"""Chapter 8 exercises: group norm's forward pass, and what SyncBN all-reduces.
+"""Chapter 8 exercises: group norm's forward pass, and what each process sends in SyncBN.
 
 - ``group_norm``: ``fn(x, G, gamma, beta, eps) -> out`` for ``x`` of shape ``(N, C, H, W)``:
   each example's channels split into ``G`` groups of ``C // G`` consecutive channels, each
   group normalized over its channels and spatial positions, then ``gamma * z_norm + beta``
-  per channel. The reference is :func:`course_lib.nn.group_norm`.
-- ``sync_bn_sums``: ``fn(x) -> (s, q)``: what one process contributes to synchronized batch
-  norm's forward pass, per channel the sum and the sum of squares over its slice ``x`` of
-  shape ``(N, C)`` or ``(N, C, H, W)``. The reference is :func:`course_lib.distributed.local_sums`.
+  per channel. The reference is :func:`course_lib.norm_layers.group_norm`.
+- ``sync_bn_sums``: ``fn(x) -> (mu, M2)``: what one process contributes to synchronized
+  batch norm's forward pass, per channel the mean of its slice ``x`` (shape ``(N, C)`` or
+  ``(N, C, H, W)``) and ``M2``, the sum of squared deviations from that mean (with the count,
+  what the processes merge exactly). The reference is
+  :func:`course_lib.distributed.local_moments`.
 
 The group norm cases have 2 <= G < C, channels with different means and scales inside each
 group (so interleaved groups, layer norm (G = 1), instance norm (G = C) and batch norm all give
-other values), few values per group (so the unbiased variance shows) and a large eps. The sums
-cases have nonzero means (so means, centered sums or variances differ from sums of squares).
+other values), few values per group (so the unbiased variance shows) and a large eps. The moments
+cases have nonzero means (so sums differ from means, and raw sums of squares from ``M2``).
 In both, the last case has the first one's shapes with other data (so a cache shows).
 
 The functions prefixed ``_wrong_`` are WRONG ON PURPOSE: each reproduces one classic mistake
@@ -25,8 +27,8 @@ import re
 import numpy as np
 import torch
 
-from ..distributed import local_sums
-from ..nn import group_norm
+from ..distributed import local_moments
+from ..norm_layers import group_norm
 from ._core import Case, Mistake, hard_coded_eps, register_cases
 from .batchnorm2d import gamma_not_reshaped
 
@@ -275,16 +277,16 @@ grade_group_norm = register_cases(
 )
 
 
-# ---- what SyncBN all-reduces -------------------------------------------------------------
+# ---- what each process sends in SyncBN --------------------------------------------------
 
 # (seed, shape of x); the last case has the first one's shape with other data (a cache shows).
 _SUM_SHAPES = [(0, (5, 3)), (1, (3, 4, 2, 2)), (2, (1, 2, 3, 3)), (3, (7, 6)), (4, (5, 3))]
 
 
 def _sums_reference(x):
-    sums = local_sums(torch.from_numpy(x)).numpy()
+    sent = local_moments(torch.from_numpy(x)).numpy()  # (count, mean per channel, M2 per channel)
     c = x.shape[1]
-    return sums[:c], sums[c:2 * c]
+    return sent[1:c + 1], sent[c + 1:]
 
 
 def _sum_cases() -> list[Case]:
@@ -301,54 +303,54 @@ def _axes(x):
     return (0, *range(2, x.ndim))
 
 
-def _wrong_means(x):
-    return x.mean(axis=_axes(x)), (x ** 2).mean(axis=_axes(x))
-
-
-def _wrong_centered(x):
+def _wrong_raw_squares(x):
     a = _axes(x)
-    return x.sum(axis=a), ((x - x.mean(axis=a, keepdims=True)) ** 2).sum(axis=a)
+    return x.mean(axis=a), (x ** 2).sum(axis=a)
+
+
+def _wrong_sums(x):
+    a = _axes(x)
+    return x.sum(axis=a), x.var(axis=a) * (x.size // x.shape[1])
 
 
 def _wrong_variance(x):
     a = _axes(x)
-    return x.sum(axis=a), x.var(axis=a)
+    return x.mean(axis=a), x.var(axis=a)
 
 
-def _wrong_square_of_sum(x):
+def _wrong_unbiased(x):
     a = _axes(x)
-    return x.sum(axis=a), x.sum(axis=a) ** 2
+    return x.mean(axis=a), x.var(axis=a, ddof=1)
 
 
 SUM_MISTAKES = (
     Mistake(
-        "means_not_sums",
-        "Looks like you returned means, not sums. Means of the processes' slices cannot be "
-        "combined by adding them up (and averaging them is wrong when the slices have "
-        "different sizes); sums can: the all-reduced sum of the slices' sums is the sum over "
-        "the whole batch. Return x.sum(...) and (x ** 2).sum(...) over every axis but 1.",
-        _wrong_means,
+        "raw_sum_of_squares",
+        "Looks like M2 is the raw sum of squares, (x ** 2).sum(...). That is the shortcut "
+        "sigma2 = sum(z**2) / m - mu**2, which cancels in float32: with channel means of "
+        "1e4 it loses every digit of a variance near 1. Send the squared deviations from "
+        "the slice's own mean, ((x - mu) ** 2).sum(...): Chan's merge combines them exactly.",
+        _wrong_raw_squares,
     ),
     Mistake(
-        "centered_sum_of_squares",
-        "Looks like q sums the squares of x minus the slice's own mean. Each process would "
-        "center around a different mean, so these do not add up to anything about the whole "
-        "batch. Send the raw sum of squares, (x ** 2).sum(...): with the global mean "
-        "mu = s / m the variance is q / m - mu ** 2.",
-        _wrong_centered,
+        "sum_not_mean",
+        "Looks like the first value is the sum of the slice, not its mean. Send the mean "
+        "x.mean(...) over every axis but 1; the count says how much it weighs in the merge.",
+        _wrong_sums,
     ),
     Mistake(
-        "variance_not_sum_of_squares",
-        "Looks like q is the slice's variance. Variances of slices do not add up to the "
-        "variance of the batch (they miss how far the slices' means are apart); sums of "
-        "squares do. Return (x ** 2).sum(...).",
+        "variance_not_m2",
+        "Looks like M2 is the slice's variance, M2 / m. Send the sum of squared deviations "
+        "itself, ((x - mu) ** 2).sum(...): sums of squared deviations add up (plus a term "
+        "for how far the slices' means are apart), variances of slices of different sizes "
+        "do not.",
         _wrong_variance,
     ),
     Mistake(
-        "square_of_sum",
-        "Looks like q is the square of the sum, (x.sum()) ** 2; it should be the sum of the "
-        "squares, (x ** 2).sum(...).",
-        _wrong_square_of_sum,
+        "unbiased_variance",
+        "Looks like M2 is the slice's unbiased variance, M2 / (m - 1). Send the sum of "
+        "squared deviations itself, ((x - mu) ** 2).sum(...), with no division at all.",
+        _wrong_unbiased,
     ),
 )
 
@@ -357,29 +359,30 @@ def _sums_diagnose_shape(name: str, got: tuple, case: Case) -> tuple[str, str] |
     x = case.args[0]
     c = x.shape[1]
     if x.ndim > 2 and got == x.shape[1:]:
-        return ("spatial_axes", f"{name} has shape {got}, expected ({c},): sum over the "
+        return ("spatial_axes", f"{name} has shape {got}, expected ({c},): reduce over the "
                 f"spatial axes too, axis=(0, 2, 3): batch norm's statistics of a channel use "
                 f"all N * H * W of its values.")
     if got in ((x.shape[0],), (x.shape[0], *x.shape[2:])):
         return ("wrong_axis", f"{name} has shape {got}, expected ({c},): one number per "
-                "channel, summed over the batch (axis 0) and any spatial axes, not over the "
+                "channel, over the batch (axis 0) and any spatial axes, not over the "
                 "channels.")
     if got == ():
         return ("wrong_axis", f"{name} is a single number; expected one per channel, shape "
-                f"({c},): sum over every axis but 1.")
+                f"({c},): reduce over every axis but 1.")
     return None
 
 
 grade_sync_bn_sums = register_cases(
     "sync_bn_sums",
-    "fn(x) -> (s, q): per-channel sum and sum of squares of a process's slice x, what SyncBN "
-    "all-reduces (chapter 8)",
+    "fn(x) -> (mu, M2): per-channel mean and sum of squared deviations from it of a "
+    "process's slice x, what each process sends in SyncBN (chapter 8)",
     _sum_cases,
     arg_names=("x",),
-    output_names=("s", "q"),
+    output_names=("mu", "M2"),
     mistakes=SUM_MISTAKES,
-    fix="axes = (0, *range(2, x.ndim)); return x.sum(axis=axes), (x ** 2).sum(axis=axes)",
-    hint="Check: for a slice with one example and one channel, s is its values' sum and "
-         "q the sum of their squares.",
+    fix="axes = (0, *range(2, x.ndim)); mu = x.mean(axis=axes, keepdims=True); "
+        "return mu.ravel(), ((x - mu) ** 2).sum(axis=axes)",
+    hint="Check: for a slice with values 1 and 3 in one channel, mu is 2 and M2 is "
+         "(1 - 2)**2 + (3 - 2)**2 = 2.",
     diagnose_shape=_sums_diagnose_shape,
 )

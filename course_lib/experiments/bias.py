@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 
 __all__ = ["LayerGradient", "bias_effect", "bias_gradients", "hidden_linears", "with_bias"]
 
@@ -109,7 +109,7 @@ def with_bias(model: nn.Sequential, *, seed: int = 0, scale: float = 1.0) -> nn.
 def bias_gradients(model: nn.Sequential, X: Tensor, y: Tensor) -> list[LayerGradient]:
     """One training-mode backward pass of the mean cross-entropy on the mini-batch ``(X, y)``.
 
-    ``model`` is left as it was found (:func:`course_lib.nn.as_found`): its running
+    ``model`` is left as it was found (:func:`course_lib.borrow.as_found`): its running
     statistics, ``.grad`` and modes are restored. The
     cross-entropy gives every output its own upstream gradient (a plain ``.sum()`` would
     have a zero gradient through batch norm for a different reason, see chapter 2).

@@ -32,12 +32,12 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from numbers import Integral
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib import _checks
 from course_lib.experiments.lab.models import DEFAULT_NORM_IMPL, NORM_IMPLS, norm_factory
 
 __all__ = ["NORMS", "conv_bias_gradients", "conv_layers", "make_convnet", "norm_layers"]
@@ -89,7 +89,7 @@ def make_convnet(
     channels = _check_channels(channels)
     for name, value in (("in_channels", in_channels), ("image_size", image_size),
                         ("n_classes", n_classes), ("kernel_size", kernel_size)):
-        _check_positive_int(value, name)
+        _checks.check_int(value, name, minimum=1, where="make_convnet")
     if kernel_size % 2 == 0:
         raise ValueError(
             f"make_convnet: kernel_size must be odd so that padding keeps the image size "
@@ -100,8 +100,8 @@ def make_convnet(
         bias = make_norm is None
     if not isinstance(bias, bool):
         raise TypeError(f"make_convnet: bias must be True, False or None (got {bias!r})")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
-        raise TypeError(f"make_convnet: seed must be an int or None (got {type(seed).__name__})")
+    if seed is not None:
+        _checks.check_int(seed, "seed", where="make_convnet")
 
     def build() -> nn.Sequential:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -189,14 +189,5 @@ def _check_channels(channels: object) -> list[int]:
             f"make_convnet: channels must be a non-empty list of channel counts such as "
             f"(8, 16) (got {channels!r})"
         )
-    return [_check_positive_int(c, f"channels[{i}]") for i, c in enumerate(channels)]
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(
-            f"make_convnet: {name} must be a positive int (got {type(value).__name__} {value!r})"
-        )
-    if value < 1:
-        raise ValueError(f"make_convnet: {name} must be a positive int (got {value})")
-    return int(value)
+    return [_checks.check_int(c, f"channels[{i}]", minimum=1, where="make_convnet")
+            for i, c in enumerate(channels)]

@@ -31,7 +31,7 @@ from course_lib import _checks
 from course_lib.experiments.lab.data import CovariateShiftTask, make_covariate_shift_task
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.lab.training import History, evaluate, train
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 
 __all__ = [
     "CovariateShiftResult",

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib import nn as cnn
+from course_lib import borrow
+from course_lib import norm_layers as norms
 from course_lib.experiments import claims
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp, norm_factory
@@ -187,7 +188,7 @@ def renorm_outputs(
     eps = 1e-5
     mean = torch.zeros(draws, dtype=torch.float64)
     sigma = torch.full((draws,), (1.0 + eps) ** 0.5, dtype=torch.float64)
-    return cnn.renorm_normalize(z, mean, sigma, eps, r_max, d_max)[0]
+    return norms.renorm_normalize(z, mean, sigma, eps, r_max, d_max)[0]
 
 
 def class_subset(data: Split, classes: Sequence[int]) -> Split:
@@ -204,7 +205,7 @@ def frozen_statistics(model: nn.Module) -> nn.Module:
     alone (its :math:`\\gamma` and :math:`\\beta` still learn). A ``train_mode`` for
     :func:`~course_lib.experiments.lab.training.train`."""
     model.train()
-    for _, layer in cnn.batchnorm_layers(model):
+    for _, layer in borrow.batchnorm_layers(model):
         layer.eval()
     return model
 

@@ -11,7 +11,8 @@ start method, so it works from a Jupyter kernel; gloo on 127.0.0.1, a free port)
   :class:`course_lib.nn.BatchNorm1d`/``2d`` on the concatenated batch in one process, for the
   output, the input gradient, the parameter gradients (summed over the processes, as DDP
   does) and the running statistics, over several training steps with unequal slices too;
-- ``traffic``: the bytes each SyncBatchNorm layer all-reduces per training step, and the bytes
+- ``traffic``: the bytes each SyncBatchNorm layer sends per training step (all-gathered
+  forward, with the bytes each process receives, and all-reduced backward), and the bytes
   of its input activations, for a dense ``(N, C)`` and a convolutional ``(N, C, H, W)`` layer.
 """
 
@@ -28,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from course_lib import nn as cnn
-from course_lib.distributed import SyncBatchNorm, count_traffic, free_port, local_sums
+from course_lib.distributed import SyncBatchNorm, count_traffic, free_port, sync_batch_stats
 
 __all__ = ["run_split_batch_experiment"]
 
@@ -38,10 +39,8 @@ def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int,
     gen = torch.Generator().manual_seed(10_000 * seed + 100 + rank)  # each process its own examples
     z = torch.randn(draws, local_batch, channels, generator=gen, dtype=torch.float64)
     local_mu = z.mean(dim=1)  # what local BN normalizes with, one row per mini-batch
-    # What SyncBN normalizes with: the sums of every process, all-reduced (all draws at once).
-    sums = torch.stack([local_sums(batch) for batch in z])
-    dist.all_reduce(sums)
-    sync_mu = sums[:, :channels] / sums[:, 2 * channels:]
+    # What SyncBN normalizes with: the statistics of every process's slice, merged.
+    sync_mu = torch.stack([sync_batch_stats(batch)[0] for batch in z])
     gathered = [torch.zeros_like(local_mu) for _ in range(world)]
     dist.all_gather(gathered, local_mu)
     return {"local_std": torch.cat(gathered).std().item(), "sync_std": sync_mu.std().item()}
@@ -88,10 +87,13 @@ def _traffic(local_batch: int) -> list[dict]:
     for shape in ((100,), (64, 16, 16)):
         layer = SyncBatchNorm(shape[0])
         x = torch.randn(local_batch, *shape, requires_grad=True)
-        with count_traffic() as sent:
+        with count_traffic() as calls:
             layer(x).sum().backward()
+        forward, backward = calls  # an all-gather, then an all-reduce
         rows.append({"shape": (local_batch, *shape), "channels": shape[0],
-                     "forward_bytes": sent[0], "backward_bytes": sent[1],
+                     "forward_bytes": forward.sent,
+                     "forward_received_bytes": forward.received,
+                     "backward_bytes": backward.sent,
                      "activation_bytes": x.numel() * x.element_size()})
     return rows
 

@@ -40,7 +40,7 @@ from course_lib import _checks
 from course_lib.activations import sigmoid_regimes
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.lab.models import DEFAULT_NORM_IMPL, hidden_pre_activations, make_mlp
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 from course_lib.experiments.lab.training import History, Recorder, train
 
 __all__ = [

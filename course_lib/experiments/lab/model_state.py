@@ -3,7 +3,7 @@ without changing it.
 
 A probe runs the model on a fixed batch, often in *training mode* (batch statistics, noisy
 BN's noise, dropout), which updates running statistics and advances random generators. It
-does so inside the core's one guard, ``course_lib.nn.as_found(model, mode, state=True)``,
+does so inside the core's one guard, ``course_lib.borrow.as_found(model, mode, state=True)``,
 which restores everything such a pass can touch bit for bit; the helpers here check a
 probe's input, move a batch onto the model and take the loss and gradients on it.
 """
@@ -16,12 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import Snapshot
+from course_lib.borrow import Snapshot
 
 __all__ = [
     "batch_loss_and_grads",
     "check_probe",
-    "check_every",
     "check_probe_batch",
     "on_model",
 ]
@@ -80,9 +79,3 @@ def batch_loss_and_grads(
     return float(loss.detach()), [
         torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)
     ]
-
-
-def check_every(every: object, where: str) -> None:
-    """Refuse anything but a positive int for a recorder's ``every``."""
-    if not _checks.is_int(every) or every < 1:
-        raise ValueError(f"{where}: every must be a positive int (got {every!r})")

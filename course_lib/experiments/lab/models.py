@@ -31,7 +31,7 @@ accept; :data:`DEFAULT_NORM_IMPL` is the one default implementation.
 
 Helpers: :func:`count_parameters` and :func:`hidden_pre_activations` (the inputs
 ``z_tilde[l]`` of each activation, e.g. for percentile plots). The batch norm layers of a
-model are :func:`course_lib.nn.batchnorm_layers`; :func:`course_lib.nn.as_found` borrows a
+model are :func:`course_lib.borrow.batchnorm_layers`; :func:`course_lib.borrow.as_found` borrows a
 model in eval mode and gives it back as it was.
 """
 
@@ -47,7 +47,8 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib import nn as cnn
-from course_lib.nn import as_found
+from course_lib import norm_layers
+from course_lib.borrow import as_found
 
 __all__ = [
     "ACTIVATIONS",
@@ -136,15 +137,17 @@ def norm_factory(
         if options:
             raise ValueError(f"norm_factory: kind='none' takes no options (got {sorted(options)})")
         return None
-    lib = cnn if impl == "course_lib" else nn
+    # The course's batch norm layers live in course_lib.nn, its other normalizations in
+    # course_lib.norm_layers; torch.nn has both.
+    bn_lib, lib = (cnn, norm_layers) if impl == "course_lib" else (nn, nn)
     if kind == "batch":
-        layer = lib.BatchNorm2d if spatial else lib.BatchNorm1d
+        layer = bn_lib.BatchNorm2d if spatial else bn_lib.BatchNorm1d
     elif kind == "renorm":
         if impl != "course_lib":
             raise ValueError(
                 "norm_factory: torch.nn has no batch renormalization; use impl='course_lib'"
             )
-        layer = cnn.BatchRenorm2d if spatial else cnn.BatchRenorm1d
+        layer = norm_layers.BatchRenorm2d if spatial else norm_layers.BatchRenorm1d
     elif kind == "group":
         layer = functools.partial(lib.GroupNorm, groups)
     elif spatial:  # layer norm of a conv net's (C, H, W): one group of all channels

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.experiments.lab.data import Split
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 
 __all__ = ["History", "OPTIMIZERS", "PROGRESS_MIN_STEPS", "Recorder", "evaluate", "train"]
 

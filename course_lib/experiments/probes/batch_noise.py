@@ -37,7 +37,7 @@ import numpy as np
 
 from course_lib import _checks
 from course_lib.batchnorm import batch_stats
-from course_lib.nn import as_found, batchnorm_layers
+from course_lib.borrow import as_found, batchnorm_layers
 
 __all__ = [
     "outputs_across_batches",
@@ -65,7 +65,7 @@ def outputs_across_batches(
     batch to batch because :math:`\mu^{\{t\}}` and :math:`\sigma^{2\{t\}}` do; in eval mode
     (``.eval()``) they are identical.
 
-    The module is left as it was found (:func:`course_lib.nn.as_found`): a probe in training
+    The module is left as it was found (:func:`course_lib.borrow.as_found`): a probe in training
     mode does not move its running statistics (a real training-mode forward pass would, see
     chapter 6), nor the state of any random generator it holds.
 

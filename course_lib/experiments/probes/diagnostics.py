@@ -19,7 +19,7 @@ Three looks inside a network, the ones Karpathy uses in *makemore* part 3:
 
 :func:`layer_statistics` takes the first two on one batch (one forward and one backward
 pass, leaving the model exactly as it was, with
-:func:`course_lib.nn.as_found`); :func:`update_ratio_recorder`
+:func:`course_lib.borrow.as_found`); :func:`update_ratio_recorder`
 records the third during :func:`course_lib.experiments.lab.training.train`.
 
 Layers are the activation modules ``act1, act2, ...`` and the weight matrices of the
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.measures import update_to_data_ratio
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 
 __all__ = [
     "LayerStatistics",

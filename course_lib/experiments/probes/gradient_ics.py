@@ -42,10 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
-    check_every,
     check_probe,
     check_probe_batch,
     on_model,
@@ -124,15 +123,6 @@ def _check_weight(model: nn.Module, weight: object, where: str) -> list[str]:
     return earlier
 
 
-def _check_lr(lr: object, where: str) -> float:
-    if not _checks.is_real(lr) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(
-            f"{where}: lr must be a positive number, the SGD step of the earlier layers "
-            f"(got {lr!r})"
-        )
-    return float(lr)
-
-
 def measure_gradient_ics(
     model: nn.Module,
     X: Tensor,
@@ -163,7 +153,7 @@ def measure_gradient_ics(
     where = "measure_gradient_ics"
     check_probe(model, X, where, y)
     earlier = _check_weight(model, weight, where)
-    lr = _check_lr(lr, where)
+    lr = _checks.check_number(lr, "lr", above=0.0, where=where)  # the earlier layers' SGD step
     X, y = on_model(model, X, y)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -204,8 +194,8 @@ def gradient_ics_recorder(
     where = "gradient_ics_recorder"
     check_probe_batch(X, where, y)
     _checks.check_mode(mode, where)
-    check_every(every, where)
-    lr = _check_lr(lr, where)
+    _checks.check_int(every, "every", minimum=1, where=where)
+    lr = _checks.check_number(lr, "lr", above=0.0, where=where)  # the earlier layers' SGD step
     if not isinstance(weight, str):
         raise ValueError(
             f"{where}: weight must be a parameter name such as 'linear3.weight' (got {weight!r})"

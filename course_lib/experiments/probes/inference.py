@@ -17,7 +17,7 @@ of a given size, in whatever mode the model is in, and :func:`batch_dependence` 
 the two numbers chapter 6 reports per batch size: the accuracy, and the share of examples whose
 prediction changes when the batches are reshuffled.
 
-Both leave the model as they found it (:func:`course_lib.nn.as_found`), so probing a model in
+Both leave the model as they found it (:func:`course_lib.borrow.as_found`), so probing a model in
 training mode does not move its running statistics. (A real forward pass in training mode does: that is the other half of a
 forgotten ``model.eval()``, shown in the chapter.)
 """
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import as_found, batchnorm_layers
+from course_lib.borrow import as_found, batchnorm_layers
 
 __all__ = ["predict_in_batches", "batch_dependence"]
 
@@ -58,7 +58,7 @@ def predict_in_batches(
     they depend on the batch-mates. With ``shuffle=False`` the batches are consecutive rows of
     ``X`` in its own order (e.g. a test set sorted by label), the same for every repetition.
 
-    The model is left as it was found (:func:`course_lib.nn.as_found`): running statistics
+    The model is left as it was found (:func:`course_lib.borrow.as_found`): running statistics
     and random states are put back afterwards. It runs under ``torch.no_grad()``.
 
     Args:

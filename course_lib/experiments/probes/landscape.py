@@ -20,7 +20,7 @@ said it would: the step size can be large without surprises.
 :func:`probe_gradient_direction` runs the walk on a model (in training mode by default, as a
 training step sees it: batch statistics and noisy BN's noise), with the same batch, running
 statistics and noise at every point, and leaves the model exactly as it was
-(:func:`course_lib.nn.as_found`); :func:`landscape_recorder` plugs
+(:func:`course_lib.borrow.as_found`); :func:`landscape_recorder` plugs
 it into :func:`course_lib.experiments.lab.training.train`'s ``record`` hook.
 
 Example (``data``, ``model`` and ``train`` as in :mod:`course_lib.experiments.probes.percentiles`):
@@ -43,10 +43,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib import _checks
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 from course_lib.experiments.lab.model_state import (
     batch_loss_and_grads,
-    check_every,
     check_probe,
     check_probe_batch,
     on_model,
@@ -182,7 +181,7 @@ def probe_gradient_direction(
     again on the same batch. Every forward pass sees the same batch, the same running
     statistics and the same noise (random generators are reset before each), so the only
     thing that changes is :math:`\theta`. Afterwards the model is exactly as before
-    (:func:`course_lib.nn.as_found`): parameters, ``.grad``,
+    (:func:`course_lib.borrow.as_found`): parameters, ``.grad``,
     buffers, modes, random states.
 
     Args:
@@ -265,7 +264,7 @@ def landscape_recorder(
     check_probe_batch(X, "landscape_recorder", y)
     eta_arr = _check_etas(etas, "landscape_recorder")
     _checks.check_mode(mode, "landscape_recorder")
-    check_every(every, "landscape_recorder")
+    _checks.check_int(every, "every", minimum=1, where="landscape_recorder")
     skipped = {k: math.nan for k in GradientDirectionProbe.record_keys(prefix)}
 
     def record(step: int, model: nn.Module) -> dict[str, float]:

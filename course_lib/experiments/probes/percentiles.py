@@ -14,7 +14,7 @@ training step sees: batch norm normalizes with the probe batch's own statistics,
 layer (:class:`course_lib.experiments.probes.noisy_bn.NoisyBatchNorm1d`) adds its noise. (``train``
 calls recorders in eval mode; in eval mode a noisy BN layer has no noise at all, which would
 hide exactly what chapter 4 wants to show.) Everything a training-mode pass changes is put
-back (:func:`course_lib.nn.as_found`), so a probe does not change
+back (:func:`course_lib.borrow.as_found`), so a probe does not change
 the run it observes. ``mode="eval"`` uses the running statistics and no noise.
 
 Example:
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.measures import PERCENTILES, activation_percentiles
-from course_lib.nn import as_found
+from course_lib.borrow import as_found
 from course_lib.experiments.lab.model_state import (
     check_probe,
     check_probe_batch,
@@ -70,7 +70,7 @@ def unit_input_percentiles(
     Runs ``model`` on ``X`` (in ``mode``, without gradients) with a forward hook on the
     submodule named ``layer`` and takes the percentiles of the columns ``units`` of what it
     receives, with linear interpolation (``np.percentile``'s default). The model is left
-    exactly as it was (:func:`course_lib.nn.as_found`).
+    exactly as it was (:func:`course_lib.borrow.as_found`).
 
     Args:
         model: e.g. a :func:`course_lib.experiments.lab.models.make_mlp` model.

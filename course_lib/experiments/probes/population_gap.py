@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.calibration import population_stats
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 
 __all__ = ["population_gap", "gap_recorder"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from course_lib.distributed import train as script
+from course_lib.experiments.lab import data_parallel as script
 from course_lib.distributed import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 def test_torchrun_two_processes_sync_bn(tmp_path):
     out = tmp_path / "result.json"
     cmd = [str(TORCHRUN), "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={free_port()}", "-m", "course_lib.distributed.train",
+           f"--master_port={free_port()}", "-m", "course_lib.experiments.lab.data_parallel",
            "--bn", "sync", "--batch-size", "8", "--steps", "150", "--json", str(out)]
     run = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr

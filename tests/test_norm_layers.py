@@ -1,5 +1,6 @@
-"""Chapter 8's layers in course_lib.nn against torch: layer, group and instance norm, batch
-renorm and ghost batch norm (forward, backward, state_dict, running statistics)."""
+"""Chapter 8's layers (course_lib.norm_layers) against torch: layer, group and instance norm,
+batch renorm and ghost batch norm (forward, backward, state_dict, running statistics), and
+what they refuse: bad input before any state changes, bad arguments at construction."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from course_lib import nn as cnn
+from course_lib import norm_layers as norms
 
 D64 = torch.float64
 
@@ -46,7 +48,7 @@ def test_layer_norm_matches_torch(shape, normalized, affine, bias):
         with torch.no_grad():
             for p in ref.parameters():
                 p.normal_()
-    mine = cnn.LayerNorm(normalized[0] if len(normalized) == 1 else normalized, **kw)
+    mine = norms.LayerNorm(normalized[0] if len(normalized) == 1 else normalized, **kw)
     _compare(mine, ref, 2 + 3 * torch.randn(shape, dtype=D64))
 
 
@@ -60,7 +62,7 @@ def test_group_norm_matches_torch(G, C, spatial, affine):
         with torch.no_grad():
             for p in ref.parameters():
                 p.normal_()
-    mine = cnn.GroupNorm(G, C, eps=1e-4, affine=affine, dtype=D64)
+    mine = norms.GroupNorm(G, C, eps=1e-4, affine=affine, dtype=D64)
     x = torch.randn(3, C, *spatial, dtype=D64) * torch.arange(1, C + 1).reshape(
         1, C, *([1] * len(spatial))) + 1
     _compare(mine, ref, x)
@@ -79,30 +81,30 @@ def test_instance_norm_matches_torch(affine, track, momentum, shape):
         with torch.no_grad():
             for p in ref.parameters():
                 p.normal_()
-    mine = cnn.InstanceNorm2d(3, **kw)
+    mine = norms.InstanceNorm2d(3, **kw)
     _compare(mine, ref, 1 + 2 * torch.randn(shape, dtype=D64))
 
 
 def test_the_special_cases_of_group_norm():
     x = torch.randn(4, 6, 3, 3, dtype=D64)
-    assert torch.allclose(cnn.group_norm(x, 1), cnn.layer_norm(x, (6, 3, 3)))
-    assert torch.allclose(cnn.group_norm(x, 6), cnn.instance_norm(x))
+    assert torch.allclose(norms.group_norm(x, 1), norms.layer_norm(x, (6, 3, 3)))
+    assert torch.allclose(norms.group_norm(x, 6), norms.instance_norm(x))
 
 
 def test_no_batch_coupling_in_layer_group_instance_norm():
     # One example gives the same output alone as inside any batch: no statistics over N.
     x = torch.randn(8, 6, 4, 4, dtype=D64)
-    for layer in (cnn.LayerNorm((6, 4, 4), dtype=D64), cnn.GroupNorm(3, 6, dtype=D64),
-                  cnn.InstanceNorm2d(6, dtype=D64)):
+    for layer in (norms.LayerNorm((6, 4, 4), dtype=D64), norms.GroupNorm(3, 6, dtype=D64),
+                  norms.InstanceNorm2d(6, dtype=D64)):
         assert torch.allclose(layer(x)[:1], layer(x[:1]))
         layer.eval()
         assert torch.allclose(layer(x)[:1], layer(x[:1]))
 
 
 @pytest.mark.parametrize("cls,bn_cls,shape", [
-    (cnn.BatchRenorm1d, torch.nn.BatchNorm1d, (8, 5)),
-    (cnn.BatchRenorm1d, torch.nn.BatchNorm1d, (8, 5, 3)),
-    (cnn.BatchRenorm2d, torch.nn.BatchNorm2d, (4, 5, 3, 3)),
+    (norms.BatchRenorm1d, torch.nn.BatchNorm1d, (8, 5)),
+    (norms.BatchRenorm1d, torch.nn.BatchNorm1d, (8, 5, 3)),
+    (norms.BatchRenorm2d, torch.nn.BatchNorm2d, (4, 5, 3, 3)),
 ])
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_batch_renorm_with_clips_1_and_0_is_batch_norm(cls, bn_cls, shape, momentum):
@@ -117,7 +119,7 @@ def test_batch_renorm_with_clips_1_and_0_is_batch_norm(cls, bn_cls, shape, momen
 def test_batch_renorm_follows_the_paper():
     # Ioffe (2017), Algorithm 1, written out independently, with clipping active.
     torch.manual_seed(4)
-    layer = cnn.BatchRenorm1d(3, dtype=D64, r_max=1.5, d_max=0.5, momentum=0.2)
+    layer = norms.BatchRenorm1d(3, dtype=D64, r_max=1.5, d_max=0.5, momentum=0.2)
     with torch.no_grad():
         layer.running_mean.copy_(torch.tensor([0.0, 1.0, 5.0]))
         layer.running_var.copy_(torch.tensor([1.0, 9.0, 0.25]))
@@ -142,7 +144,7 @@ def test_batch_renorm_follows_the_paper():
 
 
 def test_batch_renorm_without_clipping_normalizes_with_the_running_statistics():
-    layer = cnn.BatchRenorm1d(3, dtype=D64, r_max=1e6, d_max=1e6)
+    layer = norms.BatchRenorm1d(3, dtype=D64, r_max=1e6, d_max=1e6)
     with torch.no_grad():
         layer.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
         layer.running_var.copy_(torch.tensor([2.0, 0.5, 4.0]))
@@ -158,9 +160,9 @@ def test_renorm_normalize_is_the_papers_correction():
     z = (torch.randn(10, 3, 4, dtype=D64) * 3 + 2).requires_grad_(True)
     mu, sigma = torch.tensor([1.0, 2.0, 3.0], dtype=D64), torch.tensor([0.5, 2.0, 4.0],
                                                                        dtype=D64)
-    free = cnn.renorm_normalize(z, mu, sigma, 0.0, 1e9, 1e9)
+    free = norms.renorm_normalize(z, mu, sigma, 0.0, 1e9, 1e9)
     assert torch.allclose(free, (z - mu[:, None]) / sigma[:, None])
-    plain = cnn.renorm_normalize(z, mu, sigma, 1e-5, 1.0, 0.0)
+    plain = norms.renorm_normalize(z, mu, sigma, 1e-5, 1.0, 0.0)
     ref = torch.nn.functional.batch_norm(z, None, None, training=True, eps=1e-5)
     assert torch.allclose(plain, ref)
     g = torch.randn_like(z)
@@ -169,7 +171,7 @@ def test_renorm_normalize_is_the_papers_correction():
 
 
 def test_renorm_schedule():
-    layer = cnn.BatchRenorm1d(2, r_max=3.0, d_max=5.0, warmup_steps=2, ramp_steps=4)
+    layer = norms.BatchRenorm1d(2, r_max=3.0, d_max=5.0, warmup_steps=2, ramp_steps=4)
     seen = []
     for _ in range(8):
         seen.append(layer.clips())
@@ -188,22 +190,22 @@ def test_ghost_batch_norm_is_batch_norm_per_chunk():
     x = torch.randn(20, 4, dtype=D64)
     rm, rv = torch.zeros(4, dtype=D64), torch.ones(4, dtype=D64)
     rm2, rv2 = rm.clone(), rv.clone()
-    y = cnn.ghost_batch_norm(x, 8, rm, rv, training=True)
+    y = norms.ghost_batch_norm(x, 8, rm, rv, training=True)
     expected = torch.cat([cnn.batch_norm(c, rm2, rv2, training=True) for c in x.split(8)])
     assert torch.allclose(y, expected) and torch.allclose(rm, rm2) and torch.allclose(rv, rv2)
-    assert torch.allclose(cnn.ghost_batch_norm(x, 8, rm, rv), cnn.batch_norm(x, rm, rv))
+    assert torch.allclose(norms.ghost_batch_norm(x, 8, rm, rv), cnn.batch_norm(x, rm, rv))
 
 
 @pytest.mark.parametrize("make,x,match", [
-    (lambda: cnn.GroupNorm(4, 6), None, "divisible"),
-    (lambda: cnn.GroupNorm(2, 6), torch.randn(2, 4, 3), "num_channels=6"),
-    (lambda: cnn.LayerNorm(5), torch.randn(2, 4), r"\[\*, 5\]"),
-    (lambda: cnn.InstanceNorm2d(3), torch.randn(2, 3), "3D or 4D"),
-    (lambda: cnn.InstanceNorm2d(3), torch.randn(2, 3, 1, 1), "spatial"),
-    (lambda: cnn.InstanceNorm2d(3, affine=True), torch.randn(2, 4, 3, 3), "num_features=3"),
-    (lambda: cnn.BatchRenorm1d(3, track_running_stats=False), None, "track_running_stats"),
-    (lambda: cnn.BatchRenorm1d(3), torch.randn(1, 3), "more than 1 value"),
-    (lambda: cnn.BatchRenorm2d(3), torch.randn(4, 3), "4D"),
+    (lambda: norms.GroupNorm(4, 6), None, "divisible"),
+    (lambda: norms.GroupNorm(2, 6), torch.randn(2, 4, 3), "num_channels=6"),
+    (lambda: norms.LayerNorm(5), torch.randn(2, 4), r"\[\*, 5\]"),
+    (lambda: norms.InstanceNorm2d(3), torch.randn(2, 3), "3D or 4D"),
+    (lambda: norms.InstanceNorm2d(3), torch.randn(2, 3, 1, 1), "spatial"),
+    (lambda: norms.InstanceNorm2d(3, affine=True), torch.randn(2, 4, 3, 3), "num_features=3"),
+    (lambda: norms.BatchRenorm1d(3, track_running_stats=False), None, "track_running_stats"),
+    (lambda: norms.BatchRenorm1d(3), torch.randn(1, 3), "more than 1 value"),
+    (lambda: norms.BatchRenorm2d(3), torch.randn(4, 3), "4D"),
 ])
 def test_bad_input_errors(make, x, match):
     with pytest.raises(ValueError, match=match):
@@ -222,4 +224,94 @@ def test_all_public():
     for name in ("LayerNorm", "GroupNorm", "InstanceNorm2d", "BatchRenorm1d", "BatchRenorm2d",
                  "layer_norm", "group_norm", "instance_norm", "batch_renorm",
                  "ghost_batch_norm"):
-        assert name in cnn.__all__
+        assert name in norms.__all__
+
+
+# ---- refused before any state changes -------------------------------------------------------
+
+def _bad_batches():
+    nan = torch.randn(6, 3)
+    nan[2, 1] = float("nan")
+    inf = torch.randn(6, 3)
+    inf[0, 0] = float("inf")
+    return [nan, inf, torch.randn(1, 3), torch.randn(6, 4)]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("bad", range(4))
+def test_batch_renorm_refuses_without_changing_state(momentum, bad):
+    layer = norms.BatchRenorm1d(3, momentum=momentum, warmup_steps=3)
+    layer(torch.randn(6, 3))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    with pytest.raises(ValueError):
+        layer(_bad_batches()[bad])
+    for k, v in layer.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_refused_batches_do_not_use_up_the_warmup():
+    layer = norms.BatchRenorm1d(3, warmup_steps=2)
+    layer(torch.randn(6, 3))
+    for bad in _bad_batches():
+        with pytest.raises(ValueError):
+            layer(bad)
+    assert layer.clips() == (1.0, 0.0)
+
+
+def test_a_good_batch_after_a_refused_one_gets_its_weight():
+    layer = norms.BatchRenorm1d(3, momentum=None, r_max=1.0, d_max=0.0)
+    ref = cnn.BatchNorm1d(3, momentum=None)
+    x1, x2 = torch.randn(6, 3), torch.randn(6, 3) + 5
+    layer(x1), ref(x1)
+    with pytest.raises(ValueError):
+        layer(_bad_batches()[0])
+    layer(x2), ref(x2)
+    assert torch.allclose(layer.running_mean, ref.running_mean)
+
+
+@pytest.mark.parametrize("momentum", [2.0, -0.5, float("nan"), "0.1"])
+def test_batch_renorm_validates_momentum_like_batch_norm(momentum):
+    with pytest.raises((TypeError, ValueError), match="momentum"):
+        norms.BatchRenorm1d(3, momentum=momentum)
+
+
+@pytest.mark.parametrize("kw", [dict(r_max=0.5), dict(d_max=-1.0), dict(warmup_steps=-1),
+                                dict(ramp_steps=2.5), dict(r_max=float("nan"))])
+def test_batch_renorm_validates_its_schedule_at_construction(kw):
+    with pytest.raises((TypeError, ValueError)):
+        norms.BatchRenorm1d(3, **kw)
+
+
+def test_ghost_batch_norm_refuses_before_updating_the_buffers():
+    x = torch.randn(9, 4)  # ghost batches of 4, 4 and 1: the last cannot be normalized
+    rm, rv = torch.zeros(4), torch.ones(4)
+    with pytest.raises(ValueError, match="ghost size"):
+        norms.ghost_batch_norm(x, 4, rm, rv, training=True)
+    assert torch.equal(rm, torch.zeros(4))
+    assert torch.equal(rv, torch.ones(4))
+
+
+def test_ghost_batch_norm_refuses_nan_before_updating_the_buffers():
+    x = torch.randn(8, 4)
+    x[7, 0] = float("nan")  # in the second ghost batch
+    rm, rv = torch.zeros(4), torch.ones(4)
+    with pytest.raises(ValueError, match="non-finite"):
+        norms.ghost_batch_norm(x, 4, rm, rv, training=True)
+    assert torch.equal(rm, torch.zeros(4))
+
+
+@pytest.mark.parametrize("ghost_size", [0, -1, 2.5, None])
+def test_ghost_batch_norm_names_a_bad_ghost_size(ghost_size):
+    with pytest.raises(ValueError, match="ghost size"):
+        norms.ghost_batch_norm(torch.randn(8, 4), ghost_size, None, None, training=True)
+
+
+def test_instance_norm_refuses_nan_before_updating_its_running_statistics():
+    layer = norms.InstanceNorm2d(3, track_running_stats=True)
+    x = torch.randn(2, 3, 4, 4)
+    x[0, 1, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        layer(x)
+    assert torch.equal(layer.running_mean, torch.zeros(3))
+    assert int(layer.num_batches_tracked) == 0
+

@@ -2,11 +2,11 @@
 
 Run it on one process::
 
-    python -m course_lib.distributed.train --bn sync
+    python -m course_lib.experiments.lab.data_parallel --bn sync
 
 or on several, one per CPU core (or GPU), with ``torchrun``::
 
-    torchrun --nproc_per_node=4 -m course_lib.distributed.train --bn sync --batch-size 8
+    torchrun --nproc_per_node=4 -m course_lib.experiments.lab.data_parallel --bn sync --batch-size 8
 
 Each process holds a full copy of the model (``DistributedDataParallel``) and, at every step,
 its own slice of ``--batch-size`` examples of the global batch (``--batch-size`` times the
@@ -60,7 +60,7 @@ class Result:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m course_lib.distributed.train",
+        prog="python -m course_lib.experiments.lab.data_parallel",
         description="Data-parallel training of the digits MLP with local or synchronized BN.",
     )
     parser.add_argument("--bn", choices=BN_CHOICES, default="sync",
