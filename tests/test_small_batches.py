@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import nn as cnn
+from course_lib import norm_layers as norms
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.small_batches import (
@@ -85,7 +85,7 @@ def test_renorm_outputs_equal_the_layer_in_training_mode():
     z = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     z[0] = 0.5
     for k in range(3):
-        layer = cnn.BatchRenorm1d(1, affine=False, r_max=2.0, d_max=1.0, dtype=torch.float64)
+        layer = norms.BatchRenorm1d(1, affine=False, r_max=2.0, d_max=1.0, dtype=torch.float64)
         assert torch.allclose(layer(z[:, k:k + 1])[0, 0], out[k], atol=1e-12)
 
 

@@ -26,7 +26,7 @@ from course_lib.experiments import claims
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.lab.models import DEFAULT_NORM_IMPL, make_mlp, norm_factory
 from course_lib.fold import fold
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 
 __all__ = [
     "AccumulationSettings",
