@@ -581,7 +581,7 @@ class WeightNormSettings:
               "at every step (by more than 5% in 200 steps); with weight decay 0.01 the norms "
               "end smaller than where they started.",
     settings=WeightNormSettings(),
-    section="weight-norms",
+    section="effective-learning-rate",
 )
 def weight_norm_claim(settings: WeightNormSettings, seed: int) -> claims.Evidence:
     s = settings
