@@ -357,9 +357,9 @@ def _hidden_ratios(history: History, depth: int) -> np.ndarray:
     chapter=7,
     statement="Trained 300 steps, the plain 15-layer ReLU network with the default "
               "initialization stays at chance at learning rates 0.05 and 0.5; with Kaiming "
-              "initialization it trains at 0.05 but fails at 0.5; with batch norm it trains at "
-              "both (above 85% at 0.05 and above 70% at 0.5 on every seed, above 85% on "
-              "average), although at 0.5 its update-to-data ratio starts above 1e-2 and falls "
+              "initialization it trains at 0.05 (above 70% on every seed, above 85% on "
+              "average) but fails at 0.5; with batch norm it trains at both (above 85% at "
+              "0.05 and above 70% at 0.5 on every seed, above 85% on average), although at 0.5 its update-to-data ratio starts above 1e-2 and falls "
               "on its own during training.",
     settings=CuresSettings(),
     slow=True,
@@ -385,7 +385,7 @@ def two_cures(settings: CuresSettings, seed: int) -> claims.Evidence:
     checks = [
         claims.below(f"default init, best of lr {lo} and {hi}",
                      max(n[f"default init, lr {lo}"], n[f"default init, lr {hi}"]), 0.3),
-        claims.above(f"careful init, lr {lo}", n[f"careful init, lr {lo}"], 0.85),
+        claims.above(f"careful init, lr {lo}", n[f"careful init, lr {lo}"], 0.7),
         claims.below(f"careful init, lr {hi}", n[f"careful init, lr {hi}"], 0.5),
         claims.above(f"BN, lr {lo}", n[f"BN, lr {lo}"], 0.85),
         claims.above(f"BN, lr {hi}", n[f"BN, lr {hi}"], 0.7),
@@ -399,8 +399,10 @@ def two_cures(settings: CuresSettings, seed: int) -> claims.Evidence:
 
 @two_cures.aggregate
 def _(seeds: list) -> list[claims.Check]:
-    hi = CuresSettings().lrs[1]
-    return [claims.above(f"mean BN accuracy, lr {hi}",
+    lo, hi = CuresSettings().lrs
+    return [claims.above(f"mean careful init accuracy, lr {lo}",
+                         claims.mean(s[f"careful init, lr {lo}"] for s in seeds), 0.85),
+            claims.above(f"mean BN accuracy, lr {hi}",
                          claims.mean(s[f"BN, lr {hi}"] for s in seeds), 0.85)]
 
 
