@@ -369,7 +369,7 @@ class SweepSettings:
     high: float = 1.0
     too_high: float = 3.0
     steps: int = 300
-    eval_every: int = 25
+    eval_every: int = 50
     trains: float = 0.85
 
     @property
