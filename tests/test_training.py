@@ -1,4 +1,5 @@
-"""Tests for course_lib/experiments/lab/training.py: the training loop, its History, and the headline claim."""
+"""Tests for course_lib/experiments/lab/training.py: the training loop, its History, its
+options (optimizer factory, after_step hook, frozen batch norm), and the headline claim."""
 
 from __future__ import annotations
 

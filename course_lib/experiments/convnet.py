@@ -306,7 +306,8 @@ def per_channel(settings: ChannelSettings, seed: int) -> claims.Evidence:
     stats = channel_statistics(make_convnet(settings.channels, norm="batch", seed=seed), X)
     n = {
         "largest |mean|": float(np.abs(stats.mean).max()),
-        "largest |variance / expected - 1|": float(np.abs(stats.var / stats.expected_var - 1).max()),
+        "largest |variance / expected - 1|":
+            float(np.abs(stats.var / stats.expected_var - 1).max()),
         "largest difference from the dense batch norm": stats.dense_gap,
         "smallest channel variance sigma^2": float(stats.sigma2.min()),
     }

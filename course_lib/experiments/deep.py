@@ -203,7 +203,8 @@ def deep_signal(settings: DepthSettings, seed: int) -> claims.Evidence:
     stats = signal_through_depth(settings, load_digits_split(seed=seed), seed=seed)
     default, large, bn = stats["default init"], stats["weights too large"], stats["batch norm"]
     n = {
-        "default: spread last / first layer": default.example_spread[-1] / default.example_spread[0],
+        "default: spread last / first layer":
+            default.example_spread[-1] / default.example_spread[0],
         "default: gradient first / last layer": default.gradient_std[0] / default.gradient_std[-1],
         "too large: least saturated fraction": float(large.saturated[1:].min()),
         "too large: gradient first / last layer": large.gradient_std[0] / large.gradient_std[-1],
@@ -359,8 +360,9 @@ def _hidden_ratios(history: History, depth: int) -> np.ndarray:
               "initialization stays at chance at learning rates 0.05 and 0.5; with Kaiming "
               "initialization it trains at 0.05 (above 70% on every seed, above 85% on "
               "average) but fails at 0.5; with batch norm it trains at both (above 85% at "
-              "0.05 and above 70% at 0.5 on every seed, above 85% on average), although at 0.5 its update-to-data ratio starts above 1e-2 and falls "
-              "on its own during training.",
+              "0.05 and above 70% at 0.5 on every seed, above 85% on average), although at "
+              "0.5 its update-to-data ratio starts above 1e-2 and falls by half or more on "
+              "its own during training.",
     settings=CuresSettings(),
     slow=True,
     section="two-cures",

@@ -250,9 +250,10 @@ def train(
     Each step ``t`` takes the next mini-batch ``{t}`` of ``batch_size`` training examples,
     computes the mean cross-entropy ``J{t}`` and updates every parameter (``W``, ``b``, and
     BN's ``gamma`` and ``beta``) with the optimizer (a name from :data:`OPTIMIZERS` with the
-    learning rate ``lr``, or a factory that builds any ``torch.optim`` optimizer). Mini-batches walk through a fresh random
-    permutation of the training set each epoch (sampling without replacement); a remainder
-    smaller than ``batch_size`` is skipped, so every batch has exactly ``batch_size`` examples.
+    learning rate ``lr``, or a factory that builds any ``torch.optim`` optimizer).
+    Mini-batches walk through a fresh random permutation of the training set each epoch
+    (sampling without replacement); a remainder smaller than ``batch_size`` is skipped, so
+    every batch has exactly ``batch_size`` examples.
 
     Every ``eval_every`` steps (and at step 0 and at the last step) the whole training and
     test sets are evaluated in eval mode (then the model goes back to training mode), and
