@@ -395,8 +395,9 @@ def lr_sweep(settings: SweepSettings, data: Split, seed: int = 0
     "conv-bn-wider-lr-range",
     chapter=7,
     statement="Trained 300 steps, the conv net with batch norm ends well ahead of the plain one "
-              "at learning rate 0.01 (by more than 0.1; the plain one below 80%) and at 1.0 "
-              "(by more than 0.05, itself above 85%); at 3.0 batch norm fails too (below 50%).",
+              "at learning rate 0.01 (by more than 0.1 on every seed, the plain one below 80%, "
+              "batch norm above 85% on average) and at 1.0 (above 85% itself, ahead on every "
+              "seed, by more than 0.2 on average); at 3.0 batch norm fails too (below 50%).",
     settings=SweepSettings(),
     slow=True,
     section="lr-sweep",
@@ -415,7 +416,7 @@ def wider_lr_range(settings: SweepSettings, seed: int) -> claims.Evidence:
             claims.below(f"plain, lr {s.low:g}", final["none", s.low], 0.8),
             claims.above(f"BN, lr {s.high:g}", final["batch", s.high], s.trains),
             claims.above(f"BN minus plain, lr {s.high:g}",
-                         final["batch", s.high] - final["none", s.high], 0.05),
+                         final["batch", s.high] - final["none", s.high], 0.0),
             claims.below(f"BN, lr {s.too_high:g}", final["batch", s.too_high], 0.5),
         ],
         result=runs,
@@ -425,8 +426,10 @@ def wider_lr_range(settings: SweepSettings, seed: int) -> claims.Evidence:
 @wider_lr_range.aggregate
 def _(seeds: list) -> list[claims.Check]:
     s = SweepSettings()
+    gap = [n[f"BN, lr {s.high:g}"] - n[f"plain, lr {s.high:g}"] for n in seeds]
     return [claims.above(f"mean BN accuracy, lr {s.low:g}",
-                         claims.mean(n[f"BN, lr {s.low:g}"] for n in seeds), s.trains)]
+                         claims.mean(n[f"BN, lr {s.low:g}"] for n in seeds), s.trains),
+            claims.above(f"mean BN minus plain, lr {s.high:g}", claims.mean(gap), 0.2)]
 
 
 @dataclass(frozen=True)
