@@ -14,7 +14,7 @@ from course_lib import norm_layers as norms
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.small_batches import (
-    SweepSettings, batch_size_sweep, class_subset, finetune, frozen_statistics, renorm_outputs,
+    SweepSettings, batch_size_sweep, class_subset, finetune, renorm_outputs,
 )
 
 
@@ -46,14 +46,6 @@ def test_class_subset(data):
     sub = class_subset(data, [3, 7])
     assert set(sub.y_train.tolist()) == {3, 7}
     assert set(sub.y_test.tolist()) == {3, 7}
-
-
-def test_frozen_statistics_puts_only_batch_norm_in_eval_mode():
-    net = make_mlp(8, [6], 3, bn="before", dropout=0.5, seed=0).eval()
-    frozen_statistics(net)
-    assert net.training
-    assert net.dropout1.training
-    assert not net.bn1.training
 
 
 def test_finetune_with_frozen_statistics_leaves_them_alone(data):

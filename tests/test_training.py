@@ -1,4 +1,5 @@
-"""Tests for course_lib/experiments/training.py: the training loop, its History, and the headline claim."""
+"""Tests for course_lib/experiments/lab/training.py: the training loop, its History, its
+options (optimizer factory, after_step hook, frozen batch norm), and the headline claim."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.lab.training import PROGRESS_MIN_STEPS, History, evaluate, train
+from course_lib.nn import batchnorm_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 
@@ -265,6 +267,15 @@ def test_float64_model_gets_float64_data(digits):
         ({"lr": float("inf")}, ValueError, "lr must be positive and finite"),
         ({"lr": "0.1"}, TypeError, "lr must be a positive number"),
         ({"optimizer": "rmsprop"}, ValueError, r"unknown optimizer 'rmsprop'; use one of \['adam', 'momentum', 'sgd'\]"),
+        ({"optimizer": lambda params: torch.optim.SGD(params, lr=0.1)}, ValueError,
+         "an optimizer factory sets its own learning rate; pass lr=None"),
+        ({"lr": None}, TypeError, "optimizer 'sgd' needs a learning rate lr"),
+        ({"lr": None, "optimizer": lambda params: "sgd"}, TypeError,
+         "the optimizer factory must return a torch.optim.Optimizer"),
+        ({"bn_mode": "eval"}, ValueError, r"bn_mode must be one of \('train', 'frozen'\)"),
+        ({"model": mlp(bn=None), "bn_mode": "frozen"}, ValueError,
+         "the model has no batch norm layer; use bn_mode='train'"),
+        ({"after_step": 3}, TypeError, "after_step must be a callable"),
         ({"batch_size": 2000}, ValueError, r"batch_size \(2000\) is larger than the training set \(1347"),
         ({"eval_every": 0}, ValueError, "train: eval_every must be an int >= 1"),
         ({"stop_at_test_acc": 90}, ValueError, "stop_at_test_acc is an accuracy in"),
@@ -294,6 +305,91 @@ def test_history_helpers():
         History().final_test_acc
 
 
+# ------------------------------------------------- optimizer factory, after_step, bn_mode
+
+
+def test_optimizer_factory_is_the_named_optimizer_when_it_builds_the_same(digits):
+    named = train(mlp(), digits, steps=40, lr=0.3, seed=1, eval_every=20)
+    built = train(mlp(), digits, steps=40, lr=None, seed=1, eval_every=20,
+                  optimizer=lambda params: torch.optim.SGD(params, lr=0.3))
+    assert_same_history(named, built)
+    assert built.config["lr"] == 0.3
+
+
+def test_optimizer_factory_gets_every_parameter_and_its_settings_count(digits):
+    seen = []
+
+    def sgd_with_decay(params):
+        seen.append(params)
+        return torch.optim.SGD(params, lr=0.3, weight_decay=0.5)
+
+    model = mlp()
+    decayed = train(model, digits, steps=40, lr=None, seed=1, eval_every=20,
+                    optimizer=sgd_with_decay)
+    assert len(seen) == 1 and len(seen[0]) == len(list(model.parameters()))
+    assert decayed.config["optimizer"] == "sgd_with_decay"
+    plain = train(mlp(), digits, steps=40, lr=0.3, seed=1, eval_every=20)
+    assert decayed.loss[-1] != plain.loss[-1]
+
+
+def test_after_step_is_called_at_step_0_and_after_every_update(digits):
+    calls = []
+
+    def norm(step, model):
+        calls.append((step, model.training))
+        return {"norm": model[0].weight.norm()}  # a tensor is fine: stored as a float
+
+    model = mlp(bn=None)
+    w0 = float(model[0].weight.detach().norm())
+    history = train(model, digits, steps=25, lr=0.5, eval_every=10, after_step=norm)
+    assert [s for s, _ in calls] == list(range(26))
+    assert all(training for _, training in calls)
+    assert len(history.step_records["norm"]) == 26
+    assert history.step_records["norm"][0] == w0
+    assert history.step_records["norm"][-1] == float(model[0].weight.detach().norm())
+    assert history.records == {}
+
+
+def test_after_step_returning_none_records_nothing(digits):
+    history = train(mlp(), digits, steps=5, lr=0.5, after_step=lambda step, model: None)
+    assert history.step_records == {}
+
+
+def test_after_step_keys_must_stay_the_same(digits):
+    with pytest.raises(ValueError, match=r"after_step returned keys \['b'\] at step 1"):
+        train(mlp(), digits, steps=5, lr=0.5,
+              after_step=lambda step, model: {"a" if step == 0 else "b": 1.0})
+    with pytest.raises(TypeError, match="after_step returned 'a': str, which is not"):
+        train(mlp(), digits, steps=5, lr=0.5, after_step=lambda step, model: {"a": "x"})
+
+
+def test_frozen_bn_keeps_its_running_statistics_and_learns_gamma_and_beta(digits):
+    model = mlp()
+    layers = [layer for _, layer in batchnorm_layers(model)]
+    with torch.no_grad():  # running statistics that are not the initial 0 and 1
+        for layer in layers:
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    modes = []
+    history = train(model, digits, steps=30, lr=0.3, eval_every=10, bn_mode="frozen",
+                    after_step=lambda step, m: modes.append([l.training for l in layers]))
+    after = model.state_dict()
+    for key in before:
+        if "running" in key or "num_batches" in key:
+            assert torch.equal(before[key], after[key]), key
+    assert all(not torch.equal(before[k], after[k]) for k in before if k.endswith("weight"))
+    assert all(not any(m) for m in modes)  # eval mode at every step
+    assert model.training and all(layer.training for layer in layers)  # left in training mode
+    assert history.config["bn_mode"] == "frozen"
+
+
+def test_frozen_bn_trains_differently_from_training_mode(digits):
+    a = train(mlp(), digits, steps=10, lr=0.3, seed=2, eval_every=10)
+    b = train(mlp(), digits, steps=10, lr=0.3, seed=2, eval_every=10, bn_mode="frozen")
+    assert a.loss[0] != b.loss[0]
+
+
 # ------------------------------------------------------------------- the headline claim
 
 #: Same learning rate for both, near the best one for the network without BN; target 90%
@@ -320,19 +416,3 @@ def test_bn_reaches_90_percent_several_times_faster(seed):
         steps[bn] = history.steps_to_reach(CLAIM_TARGET)
     assert steps["before"] is not None and steps[None] is not None, steps
     assert steps[None] >= CLAIM_MIN_RATIO * steps["before"], steps
-
-
-def test_train_mode_hook_sets_the_mode_the_model_trains_in(digits):
-    # Chapter 8's frozen statistics: the BN layer stays in eval mode, so its running
-    # statistics do not move, while gamma and beta still learn.
-    model = make_mlp(64, [10], 10, bn="before", seed=0)
-    before = model.bn1.running_mean.clone()
-
-    def bn_frozen(m: nn.Module) -> None:
-        m.train()
-        m.bn1.eval()
-
-    train(model, digits, steps=3, lr=0.1, batch_size=8, eval_every=1, train_mode=bn_frozen)
-    assert torch.equal(model.bn1.running_mean, before)
-    with pytest.raises(TypeError, match="train_mode must be a callable"):
-        train(model, digits, steps=1, lr=0.1, train_mode="eval")

@@ -6,7 +6,7 @@
 - :func:`renorm_outputs`: one example's batch renorm output over many random small batches,
   for the chapter's slider over the clipping limits.
 - :func:`finetune` fine-tunes a network with a small batch, with its batch norm layers either
-  updating their statistics (training mode) or frozen (:func:`frozen_statistics`), with
+  updating their statistics (training mode) or frozen (``train(bn_mode="frozen")``), with
   :func:`course_lib.experiments.lab.training.train`; the claim ``finetune-frozen-statistics``
   compares the two.
 - :func:`class_subset` keeps the examples of some classes (pretraining on digits 0-4,
@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_lib import borrow
 from course_lib import norm_layers as norms
 from course_lib.experiments import claims
 from course_lib.experiments.lab.data import Split, load_digits_split
@@ -42,7 +41,6 @@ __all__ = [
     "class_subset",
     "finetune",
     "finetune_comparison",
-    "frozen_statistics",
     "renorm_outputs",
 ]
 
@@ -199,17 +197,6 @@ def class_subset(data: Split, classes: Sequence[int]) -> Split:
                  data.X_test[test_mask], data.y_test[test_mask])
 
 
-def frozen_statistics(model: nn.Module) -> nn.Module:
-    """Training mode with frozen batch norm statistics: everything trains, and every batch norm
-    layer is in evaluation mode, normalizing with its running statistics and leaving them
-    alone (its :math:`\\gamma` and :math:`\\beta` still learn). A ``train_mode`` for
-    :func:`~course_lib.experiments.lab.training.train`."""
-    model.train()
-    for _, layer in borrow.batchnorm_layers(model):
-        layer.eval()
-    return model
-
-
 def finetune(
     model: nn.Module,
     data: Split,
@@ -223,13 +210,15 @@ def finetune(
     """Fine-tune ``model`` in place with SGD (:func:`~course_lib.experiments.lab.training.train`);
     return its test accuracy in evaluation mode.
 
-    ``freeze_bn_stats=True`` trains in :func:`frozen_statistics` mode; ``False`` is the
-    default behaviour of ``model.train()``: each small batch is normalized with its own
-    statistics, which also overwrite the running averages.
+    ``freeze_bn_stats=True`` trains with ``bn_mode="frozen"``: every batch norm layer
+    normalizes with its running statistics and leaves them alone, while its :math:`\\gamma`
+    and :math:`\\beta` and the weights still learn. ``False`` is the default behaviour of
+    ``model.train()``: each small batch is normalized with its own statistics, which also
+    overwrite the running averages.
     """
     history = train(model, data, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
                     eval_every=steps, progress=False,
-                    train_mode=frozen_statistics if freeze_bn_stats else None)
+                    bn_mode="frozen" if freeze_bn_stats else "train")
     return history.final_test_acc
 
 

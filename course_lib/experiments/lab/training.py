@@ -10,6 +10,16 @@ core), and robust: a run whose loss becomes NaN or
 infinite stops cleanly with ``History.diverged = True``, so a learning-rate sweep never
 crashes.
 
+It is the course's one training loop. What the chapters vary is passed in, not copied:
+
+- ``optimizer``: a name from :data:`OPTIMIZERS` (with ``lr``) or a factory
+  ``params -> torch.optim.Optimizer`` for anything else (weight decay, a learning rate per
+  layer);
+- ``after_step``: a hook called with ``(step, model)`` at step 0 and after every update, whose
+  numbers land in ``History.step_records`` (chapter 7 records weight norms with it);
+- ``bn_mode="frozen"``: batch norm normalizes with its running statistics and leaves them
+  alone while every parameter, ``gamma`` and ``beta`` included, still learns (fine-tuning).
+
 Example:
     >>> from course_lib.experiments.lab.data import load_digits_split
     >>> from course_lib.experiments.lab.models import make_mlp
@@ -35,12 +45,36 @@ from torch import Tensor, nn
 
 from course_lib import _checks
 from course_lib.experiments.lab.data import Split
-from course_lib.borrow import as_found
+from course_lib.borrow import as_found, batchnorm_layers
 
-__all__ = ["History", "OPTIMIZERS", "PROGRESS_MIN_STEPS", "Recorder", "evaluate", "train"]
+__all__ = [
+    "BN_MODES",
+    "History",
+    "OPTIMIZERS",
+    "OptimizerFactory",
+    "PROGRESS_MIN_STEPS",
+    "Recorder",
+    "StepHook",
+    "evaluate",
+    "train",
+]
 
 #: ``record(step, model) -> {"name": value, ...}``, called at every evaluation step.
 Recorder = Callable[[int, nn.Module], Mapping[str, float]]
+
+#: ``after_step(step, model) -> {"name": value, ...} or None``, called at step 0 and after
+#: every parameter update.
+StepHook = Callable[[int, nn.Module], "Mapping[str, float] | None"]
+
+#: ``factory(params) -> optimizer``: builds the optimizer over the model's parameters (a list),
+#: e.g. ``lambda params: torch.optim.SGD(params, lr=0.5, weight_decay=0.01)``.
+OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
+
+#: What batch norm does during the training passes of :func:`train`: ``"train"`` normalizes
+#: with each mini-batch's statistics and updates the running ones (``model.train()``);
+#: ``"frozen"`` keeps every batch norm layer in evaluation mode, so it normalizes with its
+#: running statistics and leaves them unchanged, while ``gamma`` and ``beta`` still learn.
+BN_MODES = ("train", "frozen")
 
 #: The optimizers :func:`train` knows, by name, and their settings besides the learning rate.
 #: ``"momentum"`` is PyTorch's heavy ball: ``v = 0.9 v + g; w = w - lr v``. ``"adam"`` uses
@@ -72,6 +106,9 @@ class History:
         train_loss, test_loss: mean cross-entropy on the whole training / test set there.
         records: ``records[name][k]`` is what a recorder returned under ``name`` at
             ``eval_steps[k]``.
+        step_records: ``step_records[name][t]`` is what the ``after_step`` hook returned
+            under ``name`` after ``t`` updates, ``t = 0, 1, ...`` (``t = 0``: before
+            training); one entry more than ``steps`` unless the run diverged.
         diverged: ``True`` if the loss became NaN or infinite; training stopped at that step
             (``steps[-1]``, whose loss is the non-finite value), and a last evaluation of the
             broken model was made there (a model with non-finite outputs scores 0; recorders
@@ -87,6 +124,7 @@ class History:
     train_loss: list[float] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     records: dict[str, list[float]] = field(default_factory=dict)
+    step_records: dict[str, list[float]] = field(default_factory=dict)
     diverged: bool = False
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -196,23 +234,26 @@ def train(
     data: Split,
     *,
     steps: int,
-    lr: float,
+    lr: float | None = None,
     batch_size: int = 60,
-    optimizer: str = "sgd",
+    optimizer: str | OptimizerFactory = "sgd",
     seed: int = 0,
     eval_every: int | None = None,
     record: Recorder | Sequence[Recorder] | None = None,
+    after_step: StepHook | None = None,
+    bn_mode: str = "train",
     stop_at_test_acc: float | None = None,
     progress: bool | None = None,
-    train_mode: Callable[[nn.Module], object] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` with mini-batch gradient descent on the cross-entropy loss.
 
     Each step ``t`` takes the next mini-batch ``{t}`` of ``batch_size`` training examples,
     computes the mean cross-entropy ``J{t}`` and updates every parameter (``W``, ``b``, and
-    BN's ``gamma`` and ``beta``) with the optimizer. Mini-batches walk through a fresh random
-    permutation of the training set each epoch (sampling without replacement); a remainder
-    smaller than ``batch_size`` is skipped, so every batch has exactly ``batch_size`` examples.
+    BN's ``gamma`` and ``beta``) with the optimizer (a name from :data:`OPTIMIZERS` with the
+    learning rate ``lr``, or a factory that builds any ``torch.optim`` optimizer).
+    Mini-batches walk through a fresh random permutation of the training set each epoch
+    (sampling without replacement); a remainder smaller than ``batch_size`` is skipped, so
+    every batch has exactly ``batch_size`` examples.
 
     Every ``eval_every`` steps (and at step 0 and at the last step) the whole training and
     test sets are evaluated in eval mode (then the model goes back to training mode), and
@@ -220,23 +261,38 @@ def train(
     stored in ``History.records``; it runs with the model in eval mode (so a forward pass
     there uses the running statistics and leaves them alone) and with gradients enabled.
 
+    The ``after_step`` hook is called as ``after_step(step, model)`` at step 0 and after each
+    update, with the model as training uses it (training mode, or frozen batch norm); it
+    should only read the model (a weight norm, say). If it returns a dict of numbers, they
+    are stored in ``History.step_records``; ``None`` stores nothing.
+
+    With ``bn_mode="frozen"`` every batch norm layer (:func:`course_lib.nn.batchnorm_layers`)
+    stays in evaluation mode during training: it normalizes each mini-batch with its
+    running statistics, which stay as they were, while ``gamma``, ``beta`` and all other
+    parameters learn. That is how a pretrained network is fine-tuned on small batches
+    (chapter 8). Dropout and the rest of the model still train as usual.
+
     If the loss becomes NaN or infinite (learning rate too large), training stops there and
     the history says so (``History.diverged``); no exception is raised. A layer that refuses
     non-finite input (``course_lib.nn.BatchNorm1d`` raises ``ValueError`` in training) counts
     as divergence too; any other error is raised as usual.
 
-    The model is trained in place and left in training mode, on its own device (the data
-    are moved there and cast to its floating dtype).
+    The model is trained in place and left in training mode (every layer, batch norm
+    included, whatever ``bn_mode``), on its own device (the data are moved there and cast to
+    its floating dtype).
 
     Args:
         model: a classifier returning ``(N, n_classes)`` logits, e.g. from
             :func:`course_lib.experiments.lab.models.make_mlp`.
         data: a :class:`~course_lib.experiments.lab.data.Split`.
         steps: number of parameter updates.
-        lr: learning rate.
+        lr: learning rate, required with a named ``optimizer``; a factory sets its own (pass
+            ``lr=None`` then).
         batch_size: mini-batch size ``m`` (60 as in Ioffe & Szegedy's MNIST experiment).
-        optimizer: ``"sgd"``, ``"momentum"`` (SGD with momentum 0.9) or ``"adam"``; see
-            :data:`OPTIMIZERS`.
+        optimizer: ``"sgd"``, ``"momentum"`` (SGD with momentum 0.9) or ``"adam"`` (see
+            :data:`OPTIMIZERS`), or a factory ``params -> torch.optim.Optimizer`` called once
+            with the list of the model's parameters, e.g. ``lambda params:
+            torch.optim.SGD(params, lr=0.5, weight_decay=0.01)``.
         seed: seeds the order of the mini-batches and dropout's masks (without disturbing
             the global random state). It does not initialize the model: build a fresh model
             (``make_mlp(..., seed=...)``) for each run you want to compare.
@@ -244,15 +300,14 @@ def train(
             about 100 evaluations.
         record: ``None``, a recorder ``record(step, model) -> dict[str, float]`` or a list of
             them.
+        after_step: ``None`` or a hook ``after_step(step, model) -> dict[str, float] | None``
+            called at step 0 and after every update (see above).
+        bn_mode: ``"train"`` (the usual training mode) or ``"frozen"`` (batch norm uses and
+            keeps its running statistics); see :data:`BN_MODES`.
         stop_at_test_acc: if given, stop at the first evaluation whose test accuracy is at
             least this (e.g. ``0.9``), so "steps to reach 90%" costs only those steps.
         progress: show a ``tqdm`` progress bar; ``None`` shows it for runs of at least
             :data:`PROGRESS_MIN_STEPS` steps.
-        train_mode: ``train_mode(model)`` puts the model in the mode it trains in, once,
-            before the first step; ``None`` means ``model.train()``. Evaluations leave each
-            submodule's mode as they found it. Chapter 8's fine-tuning passes a function that
-            calls ``model.train()`` and then puts every batch norm layer back in evaluation
-            mode: frozen statistics, while the rest trains.
 
     Returns:
         A :class:`History`.
@@ -276,13 +331,35 @@ def train(
     if eval_every is None:
         eval_every = max(1, steps // 100)
     eval_every = _checks.check_int(eval_every, "eval_every", 1, where="train")
-    if not _checks.is_real(lr):
-        raise TypeError(f"train: lr must be a positive number (got {type(lr).__name__})")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"train: lr must be positive and finite (got {lr})")
-    if optimizer not in OPTIMIZERS:
+    if callable(optimizer):
+        if lr is not None:
+            raise ValueError(
+                "train: an optimizer factory sets its own learning rate; pass lr=None (or "
+                "a name such as optimizer='sgd' with lr)"
+            )
+    else:
+        if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"train: unknown optimizer {optimizer!r}; use one of {sorted(OPTIMIZERS)} or "
+                f"a factory params -> torch.optim.Optimizer"
+            )
+        if lr is None:
+            raise TypeError(f"train: optimizer {optimizer!r} needs a learning rate lr")
+        if not _checks.is_real(lr):
+            raise TypeError(f"train: lr must be a positive number (got {type(lr).__name__})")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"train: lr must be positive and finite (got {lr})")
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"train: bn_mode must be one of {BN_MODES} (got {bn_mode!r})")
+    frozen_bn = [m for _, m in batchnorm_layers(model)] if bn_mode == "frozen" else []
+    if bn_mode == "frozen" and not frozen_bn:
         raise ValueError(
-            f"train: unknown optimizer {optimizer!r}; use one of {sorted(OPTIMIZERS)}"
+            "train: bn_mode='frozen' but the model has no batch norm layer; use bn_mode='train'"
+        )
+    if after_step is not None and not callable(after_step):
+        raise TypeError(
+            f"train: after_step must be a callable after_step(step, model) -> dict or None "
+            f"(got {type(after_step).__name__})"
         )
     if batch_size > data.n_train:
         raise ValueError(
@@ -299,11 +376,6 @@ def train(
         )
     if progress is None:
         progress = steps >= PROGRESS_MIN_STEPS
-    if train_mode is not None and not callable(train_mode):
-        raise TypeError(
-            f"train: train_mode must be a callable train_mode(model) or None (got "
-            f"{type(train_mode).__name__})"
-        )
 
     params = list(model.parameters())
     if not params:
@@ -315,16 +387,28 @@ def train(
     n = data.n_train
     batches_per_epoch = n // batch_size
 
-    optimizer_cls, optimizer_kwargs = OPTIMIZERS[optimizer]
-    opt = optimizer_cls(params, lr=lr, **optimizer_kwargs)
+    if callable(optimizer):
+        opt = optimizer(params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(
+                f"train: the optimizer factory must return a torch.optim.Optimizer (got "
+                f"{type(opt).__name__}); e.g. lambda params: torch.optim.SGD(params, lr=0.1)"
+            )
+        lr = opt.param_groups[0]["lr"]
+        optimizer_name = getattr(optimizer, "__name__", type(optimizer).__name__)
+    else:
+        optimizer_cls, optimizer_kwargs = OPTIMIZERS[optimizer]
+        opt = optimizer_cls(params, lr=lr, **optimizer_kwargs)
+        optimizer_name = optimizer
     history = History(
         config={
             "steps": steps,
             "lr": lr,
             "batch_size": batch_size,
-            "optimizer": optimizer,
+            "optimizer": optimizer_name,
             "seed": seed,
             "eval_every": eval_every,
+            "bn_mode": bn_mode,
             "stop_at_test_acc": stop_at_test_acc,
         }
     )
@@ -354,6 +438,21 @@ def train(
         for name, value in values.items():
             history.records.setdefault(name, []).append(value)
 
+    def step_hook(step: int) -> None:
+        if after_step is None:
+            return
+        result = after_step(step, model)
+        if result is None:
+            return
+        values = _call_recorder(lambda *_: result, step, model, {}, "after_step")
+        if step > 0 and set(values) != set(history.step_records):
+            raise ValueError(
+                f"train: after_step returned keys {sorted(values)} at step {step} but "
+                f"{sorted(history.step_records)} at step 0; return the same keys every time"
+            )
+        for name, value in values.items():
+            history.step_records.setdefault(name, []).append(value)
+
     def reached_target() -> bool:
         return stop_at_test_acc is not None and history.test_acc[-1] >= stop_at_test_acc
 
@@ -362,14 +461,14 @@ def train(
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed + 1)  # +1: not the same stream as the batch order
-        if train_mode is None:
-            model.train()
-        else:
-            train_mode(model)
+        model.train()
+        for layer in frozen_bn:  # evaluation() restores each layer's own mode afterwards
+            layer.eval()
         step = 0
         bar = _progress_bar(steps, progress)
         try:
             evaluation(0)
+            step_hook(0)
             position = batches_per_epoch  # forces a new permutation at step 1
             while step < steps and not reached_target():
                 step += 1
@@ -397,6 +496,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                step_hook(step)
                 if step % eval_every == 0 or step == steps:
                     evaluation(step)
                     if bar is not None:
@@ -459,19 +559,20 @@ def _progress_bar(steps: int, show: bool):
 
 
 def _call_recorder(
-    recorder: Recorder, step: int, model: nn.Module, so_far: Mapping[str, float]
+    recorder: Recorder, step: int, model: nn.Module, so_far: Mapping[str, float],
+    name: str | None = None,
 ) -> dict[str, float]:
-    name = getattr(recorder, "__name__", type(recorder).__name__)
+    name = name or f"recorder {getattr(recorder, '__name__', type(recorder).__name__)}"
     result = recorder(step, model)
     if not isinstance(result, Mapping):
         raise TypeError(
-            f"train: recorder {name} must return a dict of numbers such as {{'p50': 0.1}} "
+            f"train: {name} must return a dict of numbers such as {{'p50': 0.1}} "
             f"(got {type(result).__name__})"
         )
     values: dict[str, float] = {}
     for key, value in result.items():
         if not isinstance(key, str):
-            raise TypeError(f"train: recorder {name} returned a non-string key {key!r}")
+            raise TypeError(f"train: {name} returned a non-string key {key!r}")
         if key in so_far:
             raise ValueError(
                 f"train: two recorders returned the key {key!r}; give each value its own name"
@@ -482,7 +583,7 @@ def _call_recorder(
             values[key] = float(value)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(
-                f"train: recorder {name} returned {key!r}: {type(value).__name__}, which is not "
+                f"train: {name} returned {key!r}: {type(value).__name__}, which is not "
                 f"a single number; return floats (e.g. tensor.item())"
             ) from None
     return values

@@ -181,9 +181,11 @@ def update_ratio_recorder() -> Callable[[int, nn.Module], dict[str, float]]:
     update-to-data ratio of every weight matrix since the previous call.
 
     Keys ``"ud:linear1"``, ``"ud:linear2"``, ..., ``"ud:output"``; at the first call (step
-    0) there is no update yet and the values are NaN. With ``train(..., eval_every=1)`` each
-    value is the ratio of one step. A fresh recorder for each run: it remembers the weights
-    of its last call.
+    0) there is no update yet and the values are NaN. Passed as ``train(...,
+    after_step=update_ratio_recorder())`` it is called after every step, so each value is the
+    ratio of one step (in ``History.step_records``); as ``record=`` it measures the change
+    since the previous evaluation. A fresh recorder for each run: it remembers the weights of
+    its last call.
     """
     previous: dict[str, Tensor] = {}
 
