@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import course_lib.nn
+import course_lib.norm_layers
 from course_lib.borrow import batchnorm_layers
 from course_lib.experiments.lab.models import (
     DEFAULT_NORM_IMPL,
@@ -126,7 +127,7 @@ def test_bn_impl_default_is_course_lib_and_torch_on_request():
     ("group", {"groups": 2}, "GroupNorm", "GroupNorm"),
 ])
 def test_norm_factory_names_kind_and_implementation(impl, kind, options, dense_type, conv_type):
-    lib = course_lib.nn if impl == "course_lib" else nn
+    lib = course_lib.norm_layers if impl == "course_lib" else nn
     dense = norm_factory(kind, impl, **options)(6)
     conv = norm_factory(kind, impl, spatial=True, **options)(6)
     assert type(dense) is getattr(lib, dense_type)
@@ -139,7 +140,7 @@ def test_norm_factory_defaults_and_options():
     assert DEFAULT_NORM_IMPL == "course_lib"
     assert type(norm_factory()(5)) is course_lib.nn.BatchNorm1d
     assert norm_factory("batch", momentum=0.01)(5).momentum == 0.01
-    assert type(norm_factory("renorm", warmup_steps=3)(5)) is course_lib.nn.BatchRenorm1d
+    assert type(norm_factory("renorm", warmup_steps=3)(5)) is course_lib.norm_layers.BatchRenorm1d
     assert norm_factory("renorm", warmup_steps=3)(5).warmup_steps == 3
     assert norm_factory("none") is None
     assert set(NORM_KINDS) == {"batch", "renorm", "layer", "group", "none"}
@@ -148,12 +149,12 @@ def test_norm_factory_defaults_and_options():
 def test_norm_factory_layer_norm_of_conv_maps_is_layer_norm():
     x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
     conv_ln = norm_factory("layer", spatial=True)(4).double()
-    assert torch.allclose(conv_ln(x), course_lib.nn.layer_norm(x, (4, 5, 5)), atol=1e-12)
+    assert torch.allclose(conv_ln(x), course_lib.norm_layers.layer_norm(x, (4, 5, 5)), atol=1e-12)
 
 
 def test_make_mlp_takes_any_kind_from_norm_factory():
     model = make_mlp(4, [6], 3, bn="before", bn_impl=norm_factory("group", groups=3))
-    assert type(model.bn1) is course_lib.nn.GroupNorm
+    assert type(model.bn1) is course_lib.norm_layers.GroupNorm
 
 
 @pytest.mark.parametrize("args, error, match", [

@@ -13,7 +13,7 @@ from torch import nn
 from course_lib.experiments.lab.data import Split, load_digits_split
 from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.lab.training import PROGRESS_MIN_STEPS, History, evaluate, train
-from course_lib.nn import batchnorm_layers
+from course_lib.borrow import batchnorm_layers
 
 SEEDS = [0, 1, 2, 3, 4]
 
