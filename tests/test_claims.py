@@ -31,7 +31,7 @@ def _marks(c: claims.Claim) -> list:
 
 @pytest.mark.parametrize("c, seed", [
     pytest.param(c, seed, id=f"{c.id}-{seed}", marks=_marks(c))
-    for c in CLAIMS for seed in claims.CLAIM_SEEDS
+    for c in CLAIMS for seed in c.seeds
 ])
 def test_claim_holds_on_each_seed(c, seed):
     o = outcome(c, seed)
@@ -42,7 +42,7 @@ def test_claim_holds_on_each_seed(c, seed):
     pytest.param(c, id=c.id, marks=_marks(c)) for c in CLAIMS if c.across_seeds is not None
 ])
 def test_claim_holds_across_seeds(c):
-    verdict = c.judge(outcome(c, seed) for seed in claims.CLAIM_SEEDS)
+    verdict = c.judge(outcome(c, seed) for seed in c.seeds)
     assert all(check.holds for check in verdict.aggregate), verdict.explain()
 
 

@@ -198,6 +198,9 @@ class Claim:
             (a mean, a median, "k of n seeds"); ``None`` for a claim that holds per seed.
         slow: its run takes more than a few seconds (the tests mark it ``slow``).
         section: the anchor of the section that states it (for links from the evidence page).
+        seeds: the claim seeds it is checked on: :data:`CLAIM_SEEDS`, or the first few of them
+            for an experiment whose seeds change only its sampling noise and which takes
+            seconds a seed (the reason stands beside the claim).
     """
 
     id: str
@@ -209,6 +212,7 @@ class Claim:
         default=None, repr=False)
     slow: bool = False
     section: str = ""
+    seeds: tuple[int, ...] = CLAIM_SEEDS
 
     def run(self, seed: int = 0, settings: Any = None) -> Outcome:
         """Run the experiment for ``seed`` (with the claim's settings unless others are given)."""
@@ -226,9 +230,9 @@ class Claim:
         return Verdict(self, outcomes, agg)
 
     def fingerprint(self) -> str:
-        """What the evidence page was made from: the statement and the settings. A change to
-        either makes the page stale."""
-        return f"{self.statement} | {_settings_repr(self.settings)}"
+        """What the evidence page was made from: the statement, the settings and the seeds. A
+        change to any makes the page stale."""
+        return f"{self.statement} | {_settings_repr(self.settings)} | seeds {list(self.seeds)}"
 
 
 _REGISTRY: dict[str, Claim] = {}
@@ -242,6 +246,7 @@ def claim(
     settings: Any,
     slow: bool = False,
     section: str = "",
+    seeds: Sequence[int] = CLAIM_SEEDS,
 ) -> Callable[[Callable[[Any, int], Evidence]], Claim]:
     """Register the decorated ``(settings, seed) -> Evidence`` function as a claim.
 
@@ -255,7 +260,10 @@ def claim(
     def register(fn: Callable[[Any, int], Evidence]) -> Claim:
         if id in _REGISTRY:
             raise ValueError(f"claim {id!r} is registered twice")
-        c = _AggregatingClaim(id, chapter, statement, settings, fn, None, slow, section)
+        if not set(seeds) <= set(CLAIM_SEEDS) or len(seeds) < 3:
+            raise ValueError(f"claim {id!r}: seeds must be at least three of CLAIM_SEEDS")
+        c = _AggregatingClaim(id, chapter, statement, settings, fn, None, slow, section,
+                              tuple(seeds))
         _REGISTRY[id] = c
         return c
 

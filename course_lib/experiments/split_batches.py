@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import queue as queue_module
+from dataclasses import dataclass
 import time
 import traceback
 from typing import Any
@@ -29,9 +30,12 @@ import torch
 import torch.distributed as dist
 
 from course_lib import nn as cnn
+from course_lib import norm_layers
 from course_lib.distributed import SyncBatchNorm, count_traffic, free_port, sync_batch_stats
+from course_lib.experiments import claims
 
-__all__ = ["run_split_batch_experiment"]
+__all__ = ["GhostSettings", "SplitSettings", "ghost_noise", "run_split_batch_experiment",
+           "split_batches"]
 
 
 def _noise(rank: int, world: int, local_batch: int, draws: int, channels: int,
@@ -168,3 +172,97 @@ def run_split_batch_experiment(
     out["noise"]["sync_theory"] = 1 / np.sqrt(local_batch * world)
     out["world"], out["local_batch"] = world, local_batch
     return out
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """``world`` processes with ``local_batch`` examples each, ``draws`` mini-batches for the
+    noise of the batch mean."""
+
+    world: int = 4
+    local_batch: int = 8
+    draws: int = 300
+
+
+@claims.claim(
+    "sync-bn-is-whole-batch-bn",
+    chapter=8,
+    statement="Across 4 processes of 8 examples, local batch norm normalizes with the noise of "
+              "a batch of 8 and SyncBN with that of the whole batch of 32 (the batch mean's "
+              "spread within 15% of 1/sqrt(8) and 1/sqrt(32)), and SyncBN on the slices "
+              "equals batch norm on the concatenated batch.",
+    settings=SplitSettings(),
+    slow=True,
+    section="sync-bn",
+    # Four processes start per seed (seconds each); the seeds change only the sampling noise
+    # that the 15% bound is made for, so three claim seeds suffice.
+    seeds=claims.CLAIM_SEEDS[:3],
+)
+def split_batches(settings: SplitSettings, seed: int) -> claims.Evidence:
+    # 300 draws estimate a standard deviation to about 1/sqrt(2 * 300) = 4%: 15% is over
+    # three of those, for every seed and both layers.
+    out = run_split_batch_experiment(world=settings.world, local_batch=settings.local_batch,
+                                     draws=settings.draws, seed=seed)
+    noise = out["noise"]
+    n = {"local BN: batch mean's spread / 1/sqrt(8)":
+         float(noise["local_std"] / noise["local_theory"]),
+         "SyncBN: batch mean's spread / 1/sqrt(32)":
+         float(noise["sync_std"] / noise["sync_theory"]),
+         "largest difference, SyncBN vs whole-batch BN": out["equal"]}
+    ratios = list(n)[:2]
+    return claims.Evidence(
+        numbers=n,
+        checks=[*(claims.below(f"|{k} - 1|", abs(n[k] - 1), 0.15) for k in ratios),
+                claims.below("largest difference, SyncBN vs whole-batch BN", out["equal"], 1e-10)],
+        result=out,
+    )
+
+
+@dataclass(frozen=True)
+class GhostSettings:
+    """``draws`` batches of ``batch`` examples of ``channels`` standard-normal values, split
+    into ghost batches of ``ghost``."""
+
+    draws: int = 500
+    batch: int = 32
+    ghost: int = 8
+    channels: int = 4
+
+
+def ghost_noise(settings: GhostSettings, seed: int) -> dict[str, Any]:
+    """Ghost batch norm on one batch against batch norm per ghost batch, and the spread of
+    the means the whole batch and its ghost batches normalize with."""
+    s = settings
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(s.draws, s.batch, s.channels, generator=gen, dtype=torch.float64)
+    ghost_out = norm_layers.ghost_batch_norm(z[0], s.ghost, None, None, training=True)
+    per_chunk = torch.cat([cnn.batch_norm(chunk, None, None, training=True)
+                           for chunk in z[0].split(s.ghost)])
+    ghost_means = z.reshape(s.draws, s.batch // s.ghost, s.ghost, s.channels).mean(dim=2)
+    return {"same as batch norm per ghost batch": bool(torch.equal(ghost_out, per_chunk)),
+            "whole": float(z.mean(dim=1).std()), "ghost": float(ghost_means.std())}
+
+
+@claims.claim(
+    "ghost-bn-is-small-batch-bn",
+    chapter=8,
+    statement="Ghost batch norm is batch norm per ghost batch, so it normalizes with the noise "
+              "of the ghost batch: the spread of the means it uses is within 5% of "
+              "1/sqrt(ghost size).",
+    settings=GhostSettings(),
+    section="ghost-bn",
+)
+def ghost_batches(settings: GhostSettings, seed: int) -> claims.Evidence:
+    # 500 x 4 x 4 ghost means estimate their spread to about 1/sqrt(2 * 8000) = 0.8%.
+    out = ghost_noise(settings, seed)
+    n = {"spread of the whole batch's mean": out["whole"],
+         "spread of the ghost batches' means": out["ghost"],
+         "ghost spread / 1/sqrt(ghost)": out["ghost"] * settings.ghost ** 0.5}
+    return claims.Evidence(
+        numbers=n,
+        checks=[claims.above("ghost BN equals batch norm per ghost batch",
+                             float(out["same as batch norm per ghost batch"]), 0.5),
+                claims.below("|ghost spread / 1/sqrt(ghost) - 1|",
+                             abs(n["ghost spread / 1/sqrt(ghost)"] - 1), 0.05)],
+        result=out,
+    )
