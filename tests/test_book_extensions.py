@@ -44,3 +44,8 @@ def test_reference_entries_become_list_items():
     fixed = accessible_html.fix_body(body)
     assert 'role="listitem"' in fixed
     assert "doc-biblioentry" not in fixed
+
+
+def test_folded_code_toggles_are_named_by_their_visible_words():
+    body = '<summary aria-label="Toggle hidden content">\n<p>Show code cell source</p>'
+    assert "aria-label" not in accessible_html.fix_body(body)

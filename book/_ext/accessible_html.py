@@ -5,11 +5,18 @@ Docutils marks each entry of the reference list ``role="doc-biblioentry"`` insid
 ``role="list"``: that role is deprecated (ARIA DPUB 1.1), so assistive technology sees a list
 whose children are not list items (axe's aria-required-children, critical). Each entry
 becomes a ``listitem``, which is what it is.
+
+myst-nb names the toggle of folded code "Toggle hidden content" while it shows "Show code
+cell source": a speech-input user who says what they see would not find it (WCAG 2.5.3). The
+visible words become its name.
 """
 
 from __future__ import annotations
 
-_FIXES = (('role="doc-biblioentry"', 'role="listitem"'),)
+_FIXES = (
+    ('role="doc-biblioentry"', 'role="listitem"'),
+    ('<summary aria-label="Toggle hidden content">', "<summary>"),
+)
 
 
 def fix_body(body: str) -> str:
