@@ -19,6 +19,7 @@
     "div.pst-scrollable-table-container",
     "div.cell_output .output.text_html",
     "div.cell_output .output.text_markdown",
+    "div.cell_output pre", // printed tables and numbers
   ].join(", ");
 
   function article() {
@@ -40,7 +41,7 @@
 
   function what(box) {
     if (box.matches("mjx-container")) return "Equation";
-    if (box.querySelector("table")) return "Table";
+    if (box.matches("table, pre") || box.querySelector("table")) return "Table";
     return "Output";
   }
 

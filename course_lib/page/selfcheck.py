@@ -33,6 +33,11 @@ How a chapter writes its self-check (one ``show([...])`` call in a cell tagged
   as the right answer: a reader must not find the answer by its length.
 - Text may hold TeX math (``$...$``) and Markdown code spans (`` `model.eval()` ``); nothing
   else of Markdown is rendered.
+
+For every reader: :data:`COLORS` gives every text AA contrast, and :data:`ACCESS` (shown after
+each quiz) labels the numeric answer box, adds a Check button beside it, groups the options
+under their question and announces the feedback; the options are radio buttons, so Tab,
+Space and the arrow keys answer them (tests/test_site.py drives them by keyboard only).
 """
 
 from __future__ import annotations
