@@ -832,8 +832,8 @@ def test_nothing_a_learner_needs_hides_on_a_phone(visit_phone, entry):
 def test_self_checks_work_with_the_keyboard_alone(open_page):
     """Options chosen with Space and the arrow keys, a number typed and checked with Tab and
     Enter: each gives its feedback in a live region a screen reader announces."""
-    entry = next(e for e in CHAPTERS
-                 if "\"numeric\"" in (ROOT / f"{e}.ipynb").read_text())
+    # A chapter with a numeric question (in the notebook's JSON: "type": \"numeric\").
+    entry = next(e for e in CHAPTERS if 'numeric\\"' in (ROOT / f"{e}.ipynb").read_text())
     session = open_page(f"{entry}.html")
     page = session.page
     settle(page)

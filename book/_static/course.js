@@ -41,7 +41,8 @@
 
   function what(box) {
     if (box.matches("mjx-container")) return "Equation";
-    if (box.matches("table, pre") || box.querySelector("table")) return "Table";
+    if (box.querySelector("table")) return "Table";
+    if (box.closest(".highlight")) return "Code";
     return "Output";
   }
 
