@@ -92,8 +92,9 @@ def test_quiz_text_has_aa_contrast_on_every_background(background):
 
 @pytest.mark.parametrize("feedback", ["--jq-correct-color", "--jq-incorrect-color",
                                       "--jq-numeric-input-label"])
-def test_feedback_and_answer_label_have_aa_contrast_on_the_page(feedback):
-    assert contrast(selfcheck.COLORS[feedback], "#ffffff") >= 4.5
+@pytest.mark.parametrize("page", ["#ffffff", "#ced6dd"])  # the output area, light and dark mode
+def test_feedback_and_answer_label_have_aa_contrast_on_the_page(feedback, page):
+    assert contrast(selfcheck.COLORS[feedback], page) >= 4.5
 
 
 def test_numeric_answers_get_a_label_and_a_check_button():

@@ -150,10 +150,12 @@ COLORS: dict[str, str] = {
     "--jq-mc-button-border": "#e0e0e0",
     "--jq-mc-button-inset-shadow": "#555555",
     "--jq-numeric-input-bg": "#fafafa",
-    "--jq-numeric-input-label": "#1a1a1a",  # on the page, below the question
+    "--jq-numeric-input-label": "#1a1a1a",  # on the page (light in both modes)
     "--jq-numeric-input-shadow": "#999999",
-    "--jq-correct-color": "#2e6b30",        # an answered option's background, and the
-    "--jq-incorrect-color": "#666666",      # feedback's text on the page: 6.2:1 and 5.5:1
+    # An answered option's background, and the feedback's text on the page: AA with white
+    # text, and on the light output area that dark mode puts behind a quiz (#ced6dd).
+    "--jq-correct-color": "#1f5a22",
+    "--jq-incorrect-color": "#555555",
     "--jq-text-color": "#fafafa",
     "--jq-link-color": "#cfe0ff",
 }
@@ -166,12 +168,10 @@ COLORS: dict[str, str] = {
 # the observer (jupyterquiz draws a quiz after its script runs).
 ACCESS = r"""<style>
 .Quiz .Input-text { color: #1a1a1a; }
-.Quiz .InpLabel { color: var(--pst-color-text-base, #1a1a1a); }
-html[data-theme="dark"] .Quiz .Feedback.correct { color: #8fd694; }
-html[data-theme="dark"] .Quiz .Feedback.incorrect { color: #c8c8c8; }
+.Quiz .course-answer-row { display: flex; flex-wrap: wrap; align-items: center; }
 .Quiz .MCButton:focus-within, .Quiz .Input-text:focus-visible, .Quiz .course-quiz-check:focus-visible {
   outline: 3px solid #ffbf47; outline-offset: 2px; }
-.Quiz .course-quiz-check { margin: 0 10px 10px; padding: 0.3em 1.2em; font-size: 18px;
+.Quiz .course-quiz-check { margin: 10px; padding: 0.3em 1.2em; font-size: 18px;
   color: #1a1a1a; background: #fafafa; border: 1px solid #555555; border-radius: 0.2rem;
   cursor: pointer; }
 </style>
@@ -204,7 +204,11 @@ html[data-theme="dark"] .Quiz .Feedback.incorrect { color: #c8c8c8; }
     check.addEventListener("click", function () {
       if (input.onkeypress) input.onkeypress.call(input, {which: 13, keyCode: 13});
     });
-    input.insertAdjacentElement("afterend", check);
+    var row = document.createElement("div");
+    row.className = "course-answer-row";
+    input.insertAdjacentElement("beforebegin", row);
+    row.appendChild(input);
+    row.appendChild(check);
   }
   // An option that is only math has no text for an accessibility tree that skips MathML:
   // name its radio button with the math's text (MathJax's assistive MathML) once typeset.
