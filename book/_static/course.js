@@ -42,7 +42,8 @@
   function what(box) {
     if (box.matches("mjx-container")) return "Equation";
     if (box.querySelector("table")) return "Table";
-    if (box.closest(".highlight")) return "Code";
+    // Code: a cell's own, or a function's source that show_source printed as Markdown.
+    if (box.closest(".cell_input, .text_markdown .highlight")) return "Code";
     return "Output";
   }
 
