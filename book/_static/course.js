@@ -96,7 +96,11 @@
     pane.setAttribute("role", "region");
     pane.setAttribute("aria-label", "Picture, scrolls both ways");
     pane.appendChild(document.createElement("img"));
+    var note = document.createElement("span");
+    note.className = "course-dialog-note";
+    note.textContent = "Scroll or drag to see all of the picture.";
     dialog.appendChild(close);
+    dialog.appendChild(note);
     dialog.appendChild(pane);
     dialog.addEventListener("click", function (event) {
       if (event.target === dialog) dialog.close(); // a tap beside the picture
