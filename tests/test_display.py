@@ -65,11 +65,14 @@ def test_docstrings_render_as_math_and_code():
            ".. math:: y = \\gamma\n    z + \\beta\n\n"
            "Args:\n    x: the input,\n        any shape.\n\nExample:\n    >>> f(1)\n    2")
     md = docstring_markdown(doc)
-    assert "$\\gamma$" in md and "`beta`" in md and "`fold`" in md
+    assert "$\\gamma$" in md
+    assert "`beta`" in md
+    assert "`fold`" in md
     assert "$$\ny = \\gamma\nz + \\beta\n$$" in md
     assert "- x: the input, any shape." in md
     assert "```python\n>>> f(1)\n2\n```" in md
-    assert ":math:" not in md and "``" not in md.replace("```", "")
+    assert ":math:" not in md
+    assert "``" not in md.replace("```", "")
 
 
 def test_source_markdown_puts_the_docstring_above_the_code():

@@ -850,7 +850,8 @@ def test_self_checks_work_with_the_keyboard_alone(open_page):
 
     numeric = page.locator(".Quiz:has(input.Input-text)").first
     box = numeric.locator("input.Input-text")
-    label = box.evaluate("b => b.labels.length ? b.labels[0].innerText : b.getAttribute('aria-label')")
+    label = box.evaluate(
+        "b => b.labels.length ? b.labels[0].innerText : b.getAttribute('aria-label')")
     assert label and label.strip(), f"{entry}.html: the numeric answer box has no label"
     box.focus()
     page.keyboard.type("987654321")
@@ -878,7 +879,8 @@ def test_a_wide_figure_opens_at_full_size_with_the_keyboard(open_page):
     dialog = page.locator("dialog.course-figure-dialog")
     assert dialog.evaluate("d => d.open"), f"{entry}.html: Enter did not open the picture"
     big = dialog.locator("img")
-    assert big.get_attribute("src") == picture["src"] and big.get_attribute("alt") == picture["alt"]
+    assert big.get_attribute("src") == picture["src"]
+    assert big.get_attribute("alt") == picture["alt"]
     width = big.evaluate("img => img.getBoundingClientRect().width")
     assert width >= big.evaluate("img => img.naturalWidth") - 1, "shown smaller than drawn"
     assert page.evaluate("() => document.activeElement.textContent") == "Close"
@@ -903,9 +905,11 @@ DARK_JS = r"""() => {
       if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return c; }
     return 'rgb(255, 255, 255)'; };
   const article = document.querySelector('article.bd-article');
-  const pictures = [...article.querySelectorAll('div.cell_output img, figure img, .course-slider img')]
+  const pictures = [...article.querySelectorAll(
+      'div.cell_output img, figure img, .course-slider img')]
     .filter(img => img.getBoundingClientRect().height > 0);
-  const code = [...article.querySelectorAll('div.highlight pre, div.cell_output pre, .Quiz .InpLabel')]
+  const code = [...article.querySelectorAll(
+      'div.highlight pre, div.cell_output pre, .Quiz .InpLabel')]
     .filter(e => e.getBoundingClientRect().height > 0 && (e.innerText || '').trim());
   return {
     dark: document.documentElement.dataset.theme,

@@ -169,7 +169,8 @@ COLORS: dict[str, str] = {
 ACCESS = r"""<style>
 .Quiz .Input-text { color: #1a1a1a; }
 .Quiz .course-answer-row { display: flex; flex-wrap: wrap; align-items: center; }
-.Quiz .MCButton:focus-within, .Quiz .Input-text:focus-visible, .Quiz .course-quiz-check:focus-visible {
+.Quiz .MCButton:focus-within, .Quiz .Input-text:focus-visible,
+.Quiz .course-quiz-check:focus-visible {
   outline: 3px solid #ffbf47; outline-offset: 2px; }
 .Quiz .course-quiz-check { margin: 10px; padding: 0.3em 1.2em; font-size: 18px;
   color: #1a1a1a; background: #fafafa; border: 1px solid #555555; border-radius: 0.2rem;
