@@ -72,3 +72,19 @@ def test_reference_pages_are_in_the_toc():
     files = toc_files()
     assert files.index("book/notation") < files.index("book/lecture")
     assert "book/verified" in files and "book/glossary" in files
+
+
+def test_figures_and_exercises_are_numbered_by_chapter(built_site):
+    """"Fig. 7.3" and "Exercise 7.1" in chapter 7, not a count across the book
+    (book/_ext/chapter_numbers.py)."""
+    numbered = 0
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*_*.ipynb")):
+        chapter = int(notebook.stem.split("_")[0])
+        html = (built_site / "notebooks" / f"{notebook.stem}.html").read_text()
+        # The course's own numbers (captions, exercise titles), not "their Fig. 4" in a paper.
+        numbers = re.findall(
+            r'<span class="caption-number">(?:Fig\.|Exercise|Table)\s+(\d+(?:\.\d+)*)', html)
+        wrong = sorted({n for n in numbers if not n.startswith(f"{chapter}.")})
+        assert not wrong, f"{notebook.stem}: numbers not of chapter {chapter}: {wrong}"
+        numbered += len(numbers)
+    assert numbered > 0, "no numbered figure or exercise in any chapter"

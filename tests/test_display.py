@@ -56,3 +56,32 @@ def test_png_data_uri_round_trips():
     uri = png_data_uri(b"\x89PNG-bytes")
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.split(",", 1)[1]) == b"\x89PNG-bytes"
+
+
+def test_docstrings_render_as_math_and_code():
+    from course_lib.page.display import docstring_markdown
+
+    doc = ("Scale by :math:`\\gamma` and shift by ``beta``, see :func:`~a.b.fold`.\n\n"
+           ".. math:: y = \\gamma\n    z + \\beta\n\n"
+           "Args:\n    x: the input,\n        any shape.\n\nExample:\n    >>> f(1)\n    2")
+    md = docstring_markdown(doc)
+    assert "$\\gamma$" in md
+    assert "`beta`" in md
+    assert "`fold`" in md
+    assert "$$\ny = \\gamma\nz + \\beta\n$$" in md
+    assert "- x: the input, any shape." in md
+    assert "```python\n>>> f(1)\n2\n```" in md
+    assert ":math:" not in md
+    assert "``" not in md.replace("```", "")
+
+
+def test_source_markdown_puts_the_docstring_above_the_code():
+    def scale(x):
+        """Multiply by :math:`2`."""
+        return 2 * x
+
+    md = source_markdown(scale)
+    assert "Multiply by $2$." in md
+    code = md.split("```python\n", 1)[1]
+    assert code.startswith("def scale(x):\n    return 2 * x")
+    assert '"""' not in code

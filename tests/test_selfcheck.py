@@ -64,9 +64,43 @@ def test_show_is_reproducible_and_keeps_global_random_state(capsys, monkeypatch)
     selfcheck.show([question()])
     selfcheck.show([question()])
     assert random.random() == expected_next
-    html_first, js_first, html_second, js_second = (getattr(o, "data", o) for o in shown)
+    html_first, js_first, access_first, html_second, js_second, access_second = (
+        getattr(o, "data", o) for o in shown)
     assert html_first == html_second and js_first == js_second
+    assert access_first == access_second == selfcheck.ACCESS
     assert "The training set" in js_first
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2.1 contrast ratio of two #rrggbb colors."""
+    def luminance(color):
+        channels = [int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+                   for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("background", ["--jq-multiple-choice-bg", "--jq-many-choice-bg",
+                                        "--jq-numeric-bg", "--jq-correct-color",
+                                        "--jq-incorrect-color"])
+def test_quiz_text_has_aa_contrast_on_every_background(background):
+    text = selfcheck.COLORS["--jq-text-color"]
+    assert contrast(text, selfcheck.COLORS[background]) >= 4.5
+
+
+@pytest.mark.parametrize("feedback", ["--jq-correct-color", "--jq-incorrect-color",
+                                      "--jq-numeric-input-label"])
+@pytest.mark.parametrize("page", ["#ffffff", "#ced6dd"])  # the output area, light and dark mode
+def test_feedback_and_answer_label_have_aa_contrast_on_the_page(feedback, page):
+    assert contrast(selfcheck.COLORS[feedback], page) >= 4.5
+
+
+def test_numeric_answers_get_a_label_and_a_check_button():
+    assert "label.htmlFor = input.id" in selfcheck.ACCESS
+    assert 'check.textContent = "Check"' in selfcheck.ACCESS
+    assert 'setAttribute("role", "status")' in selfcheck.ACCESS
 
 
 def choice(text, n_options=4, n_right=1, kind="multiple_choice"):
@@ -106,6 +140,19 @@ def test_many_choice_right_answers_are_not_simply_the_first():
     for k in range(20):
         q = choice(f"Select all that apply {k}", n_options=4, n_right=2, kind="many_choice")
         assert right_places(selfcheck.arrange([q])[0]) != [0, 1]
+
+
+def test_many_choice_right_answers_take_the_least_used_places():
+    # A single-choice question put its answer first: the many-choice one that follows,
+    # with 3 right of 4, leaves the first option wrong.
+    single = choice("Only one?", n_options=3)
+    many = choice("Select all three", n_options=4, n_right=3, kind="many_choice")
+    arranged = selfcheck.arrange([single, many])
+    if right_places(arranged[0]) == [0]:
+        assert right_places(arranged[1]) == [1, 2, 3]
+    assert 0 not in right_places(selfcheck.arrange(
+        [choice(f"First {k}", n_options=2) for k in range(2)]
+        + [choice("Many", n_options=4, n_right=2, kind="many_choice")])[2])
 
 
 def test_numeric_questions_keep_their_answers():

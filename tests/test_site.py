@@ -27,11 +27,19 @@ as soon as they are listed):
   given away by their length, and no question or feedback shows a raw Markdown backtick;
 - at 1280 px no display equation, table or code/output block is wider than the column and
   nothing reaches past it; on a 390 px phone the page never scrolls sideways and nothing
-  reaches past the screen outside a box of its own that scrolls.
+  reaches past the screen outside a box of its own that scrolls;
+- on a 390 px phone every display equation fits the column, every table or output that
+  scrolls sideways says so (book/_static/course.js), and every picture shown much smaller than
+  drawn offers its full size, in a dialog that works with the keyboard;
+- an accessibility audit (axe-core, WCAG 2.1 A and AA rules, pinned by axe-playwright-python)
+  finds no critical or serious violation on any page; the self-checks and the full-size
+  dialog work with the keyboard alone, and announce their feedback;
+- in dark mode (the theme's; the reader's system setting) figures keep a white card, code
+  and self-checks stay readable; screenshots of every chapter are saved for a person.
 
 Screenshots for a person to look at are saved in _build/screenshots/: every chapter whole at
-1280 px and at 390 px (``__390px``), the other pages as a reader first sees them, and every
-slider after it was moved.
+1280 px, at 390 px (``__390px``) and in dark mode (``__dark``), the other pages as a reader
+first sees them, and every slider after it was moved.
 
 Chromium: $CHROMIUM_PATH, else /usr/bin/chromium. If it is missing the tests fail (never skip)
 and say how to install it; `make test` installs it itself when run as root (CI).
@@ -50,6 +58,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
+from axe_playwright_python.base import AXE_SCRIPT
 from bs4 import BeautifulSoup
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -131,10 +140,13 @@ def open_page(browser, site_url, offline_route):
     origin = site_url.rstrip("/")
     opened: list[Session] = []
 
-    def open_(path: str, phone: bool = False) -> Session:
-        # A laptop, or a 390 px phone (is_mobile: the page's viewport meta tag applies).
-        context = (browser.new_context(**PHONE) if phone
-                   else browser.new_context(viewport={"width": 1280, "height": 900}))
+    def open_(path: str, phone: bool = False, dark: bool = False) -> Session:
+        # A laptop, or a 390 px phone (is_mobile: the page's viewport meta tag applies); in
+        # light or dark mode (the theme follows the system's setting).
+        scheme = "dark" if dark else "light"
+        context = (browser.new_context(**PHONE, color_scheme=scheme) if phone
+                   else browser.new_context(viewport={"width": 1280, "height": 900},
+                                            color_scheme=scheme))
         context.set_default_timeout(PAGE_TIMEOUT_MS)
         page = context.new_page()
         session = Session(page=page, context=context)
@@ -307,6 +319,61 @@ ANSWER_CHOICES_JS = r"""() => [...document.querySelectorAll('.Quiz')].map(quiz =
 }))"""
 
 
+# WCAG 2.1 A and AA, plus the rule that a control's name contains its visible text (WCAG
+# 2.5.3; axe files it under "experimental", so it must be switched on by name).
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "rules": {"label-content-name-mismatch": {"enabled": True}},
+    "resultTypes": ["violations"],
+}
+
+
+def audit(page) -> list[str]:
+    """axe-core's critical and serious violations on the page, one line per element."""
+    page.evaluate(AXE_SCRIPT)
+    results = page.evaluate("options => axe.run(document, options)", AXE_OPTIONS)
+    return [f"{v['id']} ({v['impact']}): {' '.join(node['target'][0:1])}: "
+            f"{' '.join(node['html'].split())[:120]} -- {v['help']}"
+            for v in results["violations"] if v["impact"] in ("critical", "serious")
+            for node in v["nodes"]]
+
+
+# On a phone, what a reader could miss: display equations that still do not fit after
+# course.js has set them smaller, boxes that scroll sideways with no visible hint, and
+# pictures shown much smaller than drawn that offer no full size.
+READING_JS = r"""() => {
+  const article = document.querySelector('article.bd-article');
+  const text = e => (e.innerText || e.textContent).replace(/\s+/g, ' ').trim().slice(0, 70);
+  const shown = e => e.getBoundingClientRect().height > 0;
+  const overflows = e => e.scrollWidth > e.clientWidth + 1;
+  const hinted = box => {
+    const place = box.matches('mjx-container') && box.closest('div.math') || box;
+    const hint = place.previousElementSibling;
+    return !!hint && hint.classList.contains('course-scroll-hint') && !hint.hidden
+           && hint.getBoundingClientRect().height > 0;
+  };
+  const equations = [...article.querySelectorAll('mjx-container[jax="CHTML"][display="true"]')]
+    .filter(shown);
+  const boxes = [...article.querySelectorAll(
+      'div.pst-scrollable-table-container, div.cell_output .output, div.cell_output pre, '
+      + 'div.math')].filter(shown);
+  return {
+    equations: equations.length,
+    wideEquations: equations.filter(overflows)
+      .map(e => `${e.scrollWidth} px in ${e.clientWidth} px: ${text(e)}`),
+    uncued: boxes.filter(overflows).filter(b => !b.querySelector('.course-scroll-hint'))
+      .filter(b => !hinted(b)).map(b => `${b.className}, ${b.scrollWidth} px in `
+                                       + `${b.clientWidth} px: ${text(b)}`),
+    tinyPictures: [...article.querySelectorAll('img')].filter(shown)
+      .filter(img => img.naturalWidth > 1.25 * img.getBoundingClientRect().width)
+      .filter(img => { const b = img.nextElementSibling;
+                       return !(b && b.classList.contains('course-full-size') && !b.hidden); })
+      .map(img => `${img.naturalWidth} px shown at ${Math.round(img.getBoundingClientRect().width)}`
+                  + ` px: ${(img.alt || '').slice(0, 60)}`),
+  };
+}"""
+
+
 @dataclass
 class Visit:
     problems: list[str]  # while loading
@@ -315,6 +382,8 @@ class Visit:
     quiz: list[str] = field(default_factory=list)  # questions that gave no feedback
     quiz_feedback: list[str] = field(default_factory=list)  # every feedback text shown
     quiz_problems: list[str] = field(default_factory=list)  # console errors while answering
+    accessibility: list[str] = field(default_factory=list)  # critical or serious violations
+    reading: dict = field(default_factory=dict)  # on a phone: what hides without a cue
 
 
 def answer_self_checks(page, feedback: list[str] | None = None) -> list[str]:
@@ -367,6 +436,8 @@ def visit(open_page):
                         full_page=entry in CHAPTERS)
         result = Visit(problems=session.problems(), facts=page.evaluate(FACTS_JS),
                        layout=page.evaluate(LAYOUT_JS, False))
+        # The audit runs once per page, on this load, before any answer changes the quizzes.
+        result.accessibility = audit(page)
         if result.facts["quizzes"]:
             before = len(session.problems())
             result.quiz = answer_self_checks(page, result.quiz_feedback)
@@ -390,7 +461,7 @@ def visit_phone(open_page):
         page.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}__390px.png"),
                         full_page=entry in CHAPTERS)
         result = Visit(problems=session.problems(), facts={},
-                       layout=page.evaluate(LAYOUT_JS, True))
+                       layout=page.evaluate(LAYOUT_JS, True), reading=page.evaluate(READING_JS))
         session.context.close()
         return result
 
@@ -733,3 +804,136 @@ def test_a_phone_never_scrolls_the_page_sideways(visit_phone, entry):
         f"{entry}.html on a 390 px phone: content past the screen's edge outside a scrolling "
         "box:\n  " + "\n  ".join(layout["clipped"]))
     assert not result.problems, f"{entry}.html on a phone:\n  " + "\n  ".join(result.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 23: the site for every reader: a phone, a keyboard, a screen reader, dark mode
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_accessibility_audit_finds_no_serious_violation(visit, entry):
+    found = visit(entry).accessibility
+    assert not found, (f"{entry}.html: axe-core (WCAG 2.1 A/AA) finds {len(found)} critical "
+                       "or serious violation(s):\n  " + "\n  ".join(found[:15]))
+
+
+@pytest.mark.parametrize("entry", PAGES)
+def test_nothing_a_learner_needs_hides_on_a_phone(visit_phone, entry):
+    reading = visit_phone(entry).reading
+    problems = (
+        [f"display equation wider than the column: {e}" for e in reading["wideEquations"]]
+        + [f"scrolls sideways with no visible hint: {b}" for b in reading["uncued"]]
+        + [f"picture shrunk with no full-size button: {p}" for p in reading["tinyPictures"]]
+    )
+    assert not problems, (f"{entry}.html on a 390 px phone (break a long equation into "
+                          "aligned lines; book/_static/course.js gives the rest their cue):\n  "
+                          + "\n  ".join(problems))
+
+
+def test_self_checks_work_with_the_keyboard_alone(open_page):
+    """Options chosen with Space and the arrow keys, a number typed and checked with Tab and
+    Enter: each gives its feedback in a live region a screen reader announces."""
+    # A chapter with a numeric question (in the notebook's JSON: "type": \"numeric\").
+    entry = next(e for e in CHAPTERS if 'numeric\\"' in (ROOT / f"{e}.ipynb").read_text())
+    session = open_page(f"{entry}.html")
+    page = session.page
+    settle(page)
+    choice = page.locator(".Quiz:has(.MCButton)").first
+    feedback = choice.locator(".Feedback")
+    assert feedback.get_attribute("role") == "status"
+    choice.locator("input[type='radio']").first.focus()
+    page.keyboard.press("Space")
+    first = " ".join(feedback.inner_text().split())
+    assert first, f"{entry}.html: Space on an option gave no feedback"
+    page.keyboard.press("ArrowDown")
+    second = " ".join(feedback.inner_text().split())
+    assert second and second != first, f"{entry}.html: the arrow key did not choose the next option"
+
+    numeric = page.locator(".Quiz:has(input.Input-text)").first
+    box = numeric.locator("input.Input-text")
+    label = box.evaluate(
+        "b => b.labels.length ? b.labels[0].innerText : b.getAttribute('aria-label')")
+    assert label and label.strip(), f"{entry}.html: the numeric answer box has no label"
+    box.focus()
+    page.keyboard.type("987654321")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement.textContent")
+    assert focused == "Check", f"{entry}.html: Tab after the answer lands on {focused!r}"
+    page.keyboard.press("Enter")
+    answer = numeric.locator(".Feedback")
+    assert " ".join(answer.inner_text().split()), f"{entry}.html: Check gave no feedback"
+    assert answer.get_attribute("role") == "status"
+    assert not session.problems(), f"{entry}.html:\n  " + "\n  ".join(session.problems())
+
+
+def test_a_wide_figure_opens_at_full_size_with_the_keyboard(open_page):
+    entry = CHAPTERS[-1] if len(CHAPTERS) < 7 else CHAPTERS[6]
+    session = open_page(f"{entry}.html", phone=True)
+    page = session.page
+    settle(page)
+    page.wait_for_function("() => document.querySelector('.course-full-size:not([hidden])')")
+    button = page.locator(".course-full-size:not([hidden])").first
+    picture = button.evaluate("b => ({src: b.previousElementSibling.src, "
+                              "alt: b.previousElementSibling.alt})")
+    button.focus()
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog.course-figure-dialog")
+    assert dialog.evaluate("d => d.open"), f"{entry}.html: Enter did not open the picture"
+    big = dialog.locator("img")
+    assert big.get_attribute("src") == picture["src"]
+    assert big.get_attribute("alt") == picture["alt"]
+    width = big.evaluate("img => img.getBoundingClientRect().width")
+    assert width >= big.evaluate("img => img.naturalWidth") - 1, "shown smaller than drawn"
+    assert page.evaluate("() => document.activeElement.textContent") == "Close"
+    dialog.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}__full-size.png"))
+    page.keyboard.press("Escape")
+    assert not dialog.evaluate("d => d.open"), "Escape did not close the picture"
+    assert not session.problems(), f"{entry}.html:\n  " + "\n  ".join(session.problems())
+
+
+# In dark mode the page is dark: a figure (drawn on white, with black text) needs its white
+# card, code its theme colors, a self-check its own colors. The contrast of code and of the
+# answer box's label is measured; the rest is for a person to see in the screenshots.
+DARK_JS = r"""() => {
+  const rgb = c => (c.match(/[\d.]+/g) || []).slice(0, 3).map(Number);
+  const lum = c => { const v = rgb(c).map(x => x / 255)
+                       .map(x => x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4);
+                     return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+  const ratio = (a, b) => { const [h, l] = [lum(a), lum(b)].sort((x, y) => y - x);
+                            return (h + 0.05) / (l + 0.05); };
+  const background = e => { for (; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return c; }
+    return 'rgb(255, 255, 255)'; };
+  const article = document.querySelector('article.bd-article');
+  const pictures = [...article.querySelectorAll(
+      'div.cell_output img, figure img, .course-slider img')]
+    .filter(img => img.getBoundingClientRect().height > 0);
+  const code = [...article.querySelectorAll(
+      'div.highlight pre, div.cell_output pre, .Quiz .InpLabel')]
+    .filter(e => e.getBoundingClientRect().height > 0 && (e.innerText || '').trim());
+  return {
+    dark: document.documentElement.dataset.theme,
+    bareFigures: pictures.filter(img => background(img) !== 'rgb(255, 255, 255)')
+                         .map(img => (img.alt || img.src).slice(0, 60)),
+    faintText: code.map(e => [e, ratio(getComputedStyle(e).color, background(e))])
+                   .filter(([, r]) => r < 4.5)
+                   .map(([e, r]) => `${r.toFixed(2)}:1 ${(e.innerText || '').trim().slice(0, 50)}`),
+  };
+}"""
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_dark_mode_keeps_figures_code_and_self_checks_readable(open_page, entry):
+    session = open_page(f"{entry}.html", dark=True)
+    page = session.page
+    settle(page)
+    page.screenshot(path=str(SCREENSHOTS / f"{entry.replace('/', '__')}__dark.png"),
+                    full_page=True)
+    found = page.evaluate(DARK_JS)
+    session.context.close()
+    assert found["dark"] == "dark", f"{entry}.html did not switch to dark mode"
+    assert not found["bareFigures"], (
+        f"{entry}.html in dark mode: figures without their white card: {found['bareFigures']}")
+    assert not found["faintText"], (
+        f"{entry}.html in dark mode: text below 4.5:1 contrast: {found['faintText'][:5]}")

@@ -28,5 +28,8 @@ distractor a real mistake, about as long as the right answer (tests/test_site.py
 Text may use ``$...$`` math and Markdown code spans.
 
 Layout: code lines <= 88 characters, printed lines <= 80, display equations that fit a
-744 px column (break long ones with ``aligned``), tables of a few short columns.
+744 px column and, set at 70 % by book/_static/course.js, a phone's 358 px one (about 45
+characters of TeX output per line: break long ones into lines with ``aligned``, one
+relation per line), tables of a few short columns with the row's name first (on a phone the
+first column stays in view while the rest scrolls). tests/test_site.py measures all of it.
 """

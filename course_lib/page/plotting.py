@@ -2,8 +2,9 @@
 
 Colors come from the Okabe-Ito palette, which stays distinguishable for the common forms of
 color blindness, and each recurring idea keeps its color across chapters: "no batch norm" is
-always vermillion, "batch norm" always blue, and so on. Call :func:`use_style` once per
-notebook, right after the imports.
+always vermillion, "batch norm" always blue, and so on. Curves are told apart by line style
+too (the property cycle pairs each color with a dash pattern), never by color alone. Call
+:func:`use_style` once per notebook, right after the imports.
 
 Example:
     >>> from course_lib.page.plotting import use_style, COLORS
@@ -52,6 +53,12 @@ CYCLE: list[str] = [
     for name in ("blue", "orange", "bluish_green", "vermillion", "reddish_purple", "sky_blue", "black")
 ]
 
+#: Dash patterns that go with CYCLE, one per color: curves differ by line style as well as
+#: by color, so a reader who cannot tell the colors apart (or prints in gray) still can.
+#: A line drawn with an explicit ``color=`` and no ``linestyle=`` takes the next pattern too.
+LINESTYLES: list[Any] = ["-", "--", "-.", ":", (0, (5, 1.5, 1, 1.5, 1, 1.5)),
+                         (0, (8, 2)), (0, (1, 3))]
+
 #: A perceptually uniform, color-blind-friendly colormap for contours and images.
 CMAP = "viridis"
 
@@ -66,7 +73,7 @@ STYLE: dict[str, Any] = {
     "legend.fontsize": 11,
     "xtick.labelsize": 11,
     "ytick.labelsize": 11,
-    "axes.prop_cycle": cycler(color=CYCLE),
+    "axes.prop_cycle": cycler(color=CYCLE) + cycler(linestyle=LINESTYLES),
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,

@@ -33,11 +33,17 @@ How a chapter writes its self-check (one ``show([...])`` call in a cell tagged
   as the right answer: a reader must not find the answer by its length.
 - Text may hold TeX math (``$...$``) and Markdown code spans (`` `model.eval()` ``); nothing
   else of Markdown is rendered.
+
+For every reader: :data:`COLORS` gives every text AA contrast, and :data:`ACCESS` (shown after
+each quiz) labels the numeric answer box, adds a Check button beside it, groups the options
+under their question and announces the feedback; the options are radio buttons, so Tab,
+Space and the arrow keys answer them (tests/test_site.py drives them by keyboard only).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import html
 import json
 import random
@@ -119,14 +125,120 @@ def show(questions: Sequence[dict[str, Any]]) -> None:
     """
     from jupyterquiz import display_quiz
 
+    from IPython.display import HTML, display
+
     checked = [_render_code_spans(q) for q in arrange(validate(questions))]
     digest = hashlib.sha256(json.dumps(checked, sort_keys=True).encode()).hexdigest()
     state = random.getstate()
     try:
         random.seed(digest)
-        display_quiz(checked, shuffle_answers=False, colors="fdsp")
+        display_quiz(checked, shuffle_answers=False, colors=COLORS)
     finally:
         random.setstate(state)
+    display(HTML(ACCESS))
+
+
+#: jupyterquiz's color variables: white text on every background at a contrast of at least
+#: 4.5:1 (WCAG AA; its "fdsp" palette had 1.97:1 on the numeric questions' sky blue), and a
+#: white answer box with dark text.
+COLORS: dict[str, str] = {
+    "--jq-multiple-choice-bg": "#345995",   # 6.7:1 with the text
+    "--jq-many-choice-bg": "#a63d2a",       # 6.1:1
+    "--jq-numeric-bg": "#1d6a8a",           # 5.8:1
+    "--jq-string-bg": "#861657",
+    "--jq-mc-button-bg": "#fafafa",
+    "--jq-mc-button-border": "#e0e0e0",
+    "--jq-mc-button-inset-shadow": "#555555",
+    "--jq-numeric-input-bg": "#fafafa",
+    "--jq-numeric-input-label": "#1a1a1a",  # on the page (light in both modes)
+    "--jq-numeric-input-shadow": "#999999",
+    # An answered option's background, and the feedback's text on the page: AA with white
+    # text, and on the light output area that dark mode puts behind a quiz (#ced6dd).
+    "--jq-correct-color": "#1f5a22",
+    "--jq-incorrect-color": "#555555",
+    "--jq-text-color": "#fafafa",
+    "--jq-link-color": "#cfe0ff",
+}
+
+# Shown after every quiz (jupyterquiz draws its questions with plain <div>s and no labels):
+# the numeric answer box gets a label and a Check button (jupyterquiz checks only on Enter),
+# the options are grouped under their question, the feedback is announced to screen readers
+# (role=status), and the option that has keyboard focus is outlined. Idempotent: every quiz
+# output carries it, the first one installs it for the page, later quizzes are picked up by
+# the observer (jupyterquiz draws a quiz after its script runs).
+ACCESS = r"""<style>
+.Quiz .Input-text { color: #1a1a1a; }
+.Quiz .course-answer-row { display: flex; flex-wrap: wrap; align-items: center; }
+.Quiz .MCButton:focus-within, .Quiz .Input-text:focus-visible,
+.Quiz .course-quiz-check:focus-visible {
+  outline: 3px solid #ffbf47; outline-offset: 2px; }
+.Quiz .course-quiz-check { margin: 10px; padding: 0.3em 1.2em; font-size: 18px;
+  color: #1a1a1a; background: #fafafa; border: 1px solid #555555; border-radius: 0.2rem;
+  cursor: pointer; }
+</style>
+<script>
+(function () {
+  if (window.courseQuizAccess) { window.courseQuizAccess(); return; }
+  function enhance(quiz) {
+    var feedback = quiz.querySelector(".Feedback"), options = quiz.querySelector(".Answer");
+    if (quiz.getAttribute("data-course-ready") || !feedback || !options) return;
+    quiz.setAttribute("data-course-ready", "1");
+    var question = quiz.querySelector("[id^='quizQn']");
+    feedback.setAttribute("role", "status");
+    feedback.setAttribute("aria-live", "polite");
+    if (question) {
+      options.setAttribute("role", "group");
+      options.setAttribute("aria-labelledby", question.id);
+    }
+    var input = options.querySelector("input.Input-text");
+    if (!input) return;
+    var label = options.querySelector("label.InpLabel");
+    if (label) { label.htmlFor = input.id; label.textContent = "Your answer (a number):"; }
+    else { input.setAttribute("aria-label", "Your answer (a number)"); }
+    if (question) input.setAttribute("aria-describedby", question.id);
+    input.setAttribute("inputmode", "decimal");
+    var check = document.createElement("button");
+    check.type = "button";
+    check.className = "course-quiz-check";
+    check.textContent = "Check";
+    // jupyterquiz checks a numeric answer in its Enter handler: the button calls it.
+    check.addEventListener("click", function () {
+      if (input.onkeypress) input.onkeypress.call(input, {which: 13, keyCode: 13});
+    });
+    var row = document.createElement("div");
+    row.className = "course-answer-row";
+    input.insertAdjacentElement("beforebegin", row);
+    row.appendChild(input);
+    row.appendChild(check);
+  }
+  // An option that is only math has no text for an accessibility tree that skips MathML:
+  // name its radio button with the math's text (MathJax's assistive MathML) once typeset.
+  function nameMathOptions() {
+    document.querySelectorAll(".Quiz .MCButton input[type='radio']:not([aria-label])")
+      .forEach(function (radio) {
+        var option = radio.parentElement, math = option.querySelectorAll("mjx-container");
+        if (!math.length) return;
+        var words = Array.prototype.map.call(option.childNodes, function part(node) {
+          if (node.nodeType === 3) return node.textContent;
+          if (node.nodeType !== 1 || node === radio) return "";
+          if (node.tagName === "MJX-CONTAINER") {
+            var mml = node.querySelector("mjx-assistive-mml");
+            return mml ? " " + mml.textContent + " " : "";
+          }
+          return Array.prototype.map.call(node.childNodes, part).join("");
+        }).join("").replace(/\s+/g, " ").trim();
+        if (words) radio.setAttribute("aria-label", words);
+      });
+  }
+  function enhanceAll() {
+    document.querySelectorAll(".Quiz").forEach(enhance);
+    nameMathOptions();
+  }
+  window.courseQuizAccess = enhanceAll;
+  enhanceAll();
+  new MutationObserver(enhanceAll).observe(document.body, {childList: true, subtree: true});
+})();
+</script>"""
 
 
 def arrange(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -136,7 +248,8 @@ def arrange(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     the wrong options in a shuffled order, and the right one at the position used least so
     far among the earlier questions (ties broken by the same draw), so across a set of
     questions the right answer visits every position about equally often. In a
-    ``many_choice`` question the right ones are never simply the first options. Numeric
+    ``many_choice`` question the right ones take the least used places too, and are never
+    simply the first options. Numeric
     questions are returned as they are. ``questions`` is not modified.
     """
     used: dict[int, int] = {}
@@ -155,10 +268,13 @@ def arrange(questions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             fewest = min(used.get(p, 0) for p in range(n))
             places = [rng.choice([p for p in range(n) if used.get(p, 0) == fewest])]
         else:
-            prefix = list(range(len(right)))
-            places = sorted(rng.sample(range(n), len(right)))
-            while places == prefix and len(right) < n:
-                places = sorted(rng.sample(range(n), len(right)))
+            # The least used places, never simply the first options (ties: the same draw).
+            prefix = tuple(range(len(right)))
+            choices = [c for c in itertools.combinations(range(n), len(right))
+                       if c != prefix or len(right) == n]
+            rng.shuffle(choices)
+            # Among equals, leave the first option wrong: that is where authors put the answer.
+            places = list(min(choices, key=lambda c: (sum(used.get(p, 0) for p in c), 0 in c)))
         for p in places:
             used[p] = used.get(p, 0) + 1
         ordered, right_iter, wrong_iter = [], iter(right), iter(wrong)
