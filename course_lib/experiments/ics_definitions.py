@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from course_lib.experiments import claims
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.probes.gradient_ics import gradient_ics_recorder
 from course_lib.experiments.lab.models import make_mlp
@@ -166,3 +167,28 @@ def compare_definitions(
         traces = percentile_traces(history, units=list(settings.units))
         runs[config] = ICSDefinitions(config, settings, history, traces, model)
     return runs
+
+
+@claims.claim(
+    "ics-definitions-disagree",
+    chapter=4,
+    statement="In the deep linear network, batch norm makes the distribution of layer 6's input "
+              "drift more than five times less, while layer 6's gradient changes more, "
+              "relative to its size, when the earlier layers step (more than 1.1 times as "
+              "much, with a lower cosine); both networks pass 85% test accuracy.",
+    settings=SETTINGS,
+    section="ch4-two-definitions",
+)
+def definitions_disagree(settings: DefinitionsSettings, seed: int) -> claims.Evidence:
+    runs = compare_definitions(seed, settings)
+    no_bn, bn = runs["no BN"], runs["BN"]
+    numbers = {f"{what}, {c}": value for c, r in runs.items() for what, value in (
+        ("drift", r.drift), ("relative gradient change", r.gradient_change),
+        ("gradient cosine", r.gradient_cosine), ("test accuracy", r.history.final_test_acc))}
+    return claims.Evidence(numbers, [
+        claims.above("drift: no BN / BN", no_bn.drift / bn.drift, 5.0),
+        claims.above("gradient change: BN / no BN", bn.gradient_change / no_bn.gradient_change, 1.1),
+        claims.above("cosine: no BN - BN", no_bn.gradient_cosine - bn.gradient_cosine, 0.0),
+        claims.above("lower test accuracy of the two", min(
+            r.history.final_test_acc for r in runs.values()), 0.85),
+    ], runs)
