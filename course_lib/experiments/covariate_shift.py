@@ -1,4 +1,4 @@
-r"""Covariate shift on a small 2D task (chapter 4): the rule stays, the inputs move.
+r"""Covariate shift and concept shift on a small 2D task (chapter 4).
 
 A cat classifier trained on photos of black cats meets a photo of an orange cat. What makes
 a cat a cat has not changed; only *where the inputs come from* has. In symbols, the
@@ -13,9 +13,17 @@ nearly perfect there and barely better than always answering "below" on points a
 :math:`(3, 0)`, labeled by the very same rule. :func:`accuracy_vs_shift` moves the test cloud
 step by step, and :func:`decision_grid` gives the learned boundary for a plot.
 
+**Concept shift** is the other way round: the inputs keep their distribution and the rule
+changes (:func:`concept_shift_rule` raises the wave). :func:`concept_shift_experiment` measures
+the same classifier on fresh inputs from its training cloud under the new rule, as they are
+and re-standardized with their own statistics (nothing to correct: their statistics did not
+move), beside covariate shift's cure, a network trained on labeled data from both clouds.
+
+The chapter's two claims are registered at the bottom of the module.
+
 Example:
     >>> result = covariate_shift_experiment(seed=0)
-    >>> result.in_dist_acc, result.shifted_acc        # about 0.99 and 0.59
+    >>> result.in_dist_acc, result.shifted_acc
 """
 
 from __future__ import annotations
@@ -139,7 +147,7 @@ def covariate_shift_experiment(
     return _covariate_shift_experiment(seed, settings)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _covariate_shift_experiment(seed: int, settings: ShiftSettings) -> CovariateShiftResult:
     task = make_covariate_shift_task(
         seed=seed, n_train=settings.n_train, n_test=settings.n_test, shift=settings.shift

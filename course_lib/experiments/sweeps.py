@@ -326,7 +326,8 @@ def sweep(settings: Sweep, seed: int = 0) -> list[SweepRow]:
     return list(_sweep(settings, seed))
 
 
-@functools.lru_cache(maxsize=8)
+# Rows are small: keep every sweep of the claim seeds (two sweeps x ten seeds).
+@functools.lru_cache(maxsize=32)
 def _sweep(settings: Sweep, seed: int) -> tuple[SweepRow, ...]:
     rows = []
     for p in settings.positions:
@@ -458,7 +459,7 @@ class Race:
     """Chapter 3, the MNIST experiment: the same run with and without BN, at one learning
     rate, evaluated often to find the step where each reaches 90%."""
 
-    training: Training = Training(lr=2.0, steps=600, eval_every=5, bn_impl="torch")
+    training: Training = Training(lr=2.0, steps=700, eval_every=10, bn_impl="torch")
 
 
 RACE = Race()
@@ -487,12 +488,14 @@ def bn_reaches_90_sooner(settings: Race, seed: int) -> claims.Evidence:
     )
 
 
-#: Chapter 3's learning-rate sweep: 90% within 1,000 steps?
+#: Chapter 3's learning-rate sweep: 90% within 1,000 steps? Evaluating every 50 steps is
+#: resolution enough on a log axis, and the evaluations (the whole training and test sets) are
+#: a large part of a run's cost.
 LR_SWEEP = Sweep("lr", (0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
-                 Training(steps=1000, eval_every=20, target=TARGET, bn_impl="torch"))
+                 Training(steps=1000, eval_every=50, target=TARGET, bn_impl="torch"))
 #: Chapter 3's initialization sweep, at learning rate 1.0.
 INIT_SWEEP = Sweep("init_scale", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
-                   Training(lr=1.0, steps=1000, eval_every=20, target=TARGET, bn_impl="torch"))
+                   Training(lr=1.0, steps=1000, eval_every=50, target=TARGET, bn_impl="torch"))
 
 
 def _count(rows: Sequence[SweepRow], bn: str | None, values: Iterable[float], key: str) -> int:
@@ -572,7 +575,8 @@ ORDERS = Orders()
     "bn-orders-both-train",
     chapter=3,
     statement="Batch norm before and after the activation both reach 90% within 250 steps at "
-              "learning rates 0.5 and 2.0; at 8.0 the after-activation network diverges while "
+              "learning rates 0.5 and 2.0, and at 0.5 the after-activation order gets there "
+              "sooner on average over seeds; at 8.0 the after-activation network diverges while "
               "the lecture's order still reaches 90%.",
     settings=ORDERS,
     section="ch3-order",
@@ -595,6 +599,16 @@ def bn_orders_both_train(settings: Orders, seed: int) -> claims.Evidence:
                claims.below(f"lr {high:g}, before: steps to 90%",
                             numbers[f"lr {high:g}, before: steps to 90%"], budget)]
     return claims.Evidence(numbers, checks, runs)
+
+
+@bn_orders_both_train.aggregate
+def _(seeds: Sequence[Mapping[str, float]]) -> list[claims.Check]:
+    # Per seed the two orders tie at lr 0.5 now and then (same evaluation step): only the
+    # mean over seeds says which is faster.
+    low = ORDERS.lrs[0]
+    gaps = [n[f"lr {low:g}: steps before - steps after"] for n in seeds]
+    return [claims.above(f"mean over seeds, lr {low:g}: steps before - steps after",
+                         claims.mean(gaps), 5.0)]
 
 
 @dataclass(frozen=True)
