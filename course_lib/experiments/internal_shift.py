@@ -302,6 +302,7 @@ def _run_all(seed: int, settings: ICSSettings, configs: tuple[str, ...]) -> tupl
     statement="The percentiles of a last-layer sigmoid's input drift more than three times as "
               "far without batch norm as with it.",
     settings=SETTINGS,
+    slow=True,  # one run_all: about 4 s of CPU per seed, shared by the three claims
     section="ch4-internal-shift",
 )
 def drift_less_with_bn(settings: ICSSettings, seed: int) -> claims.Evidence:
@@ -329,6 +330,7 @@ def _steps_to_90(run: ICSRun) -> float:
               "the plain network's, and it reaches 90% within 150 steps, at least four times "
               "sooner than without batch norm.",
     settings=SETTINGS,
+    slow=True,  # one run_all: about 4 s of CPU per seed, shared by the three claims
     section="ch4-debate",
 )
 def noisy_bn_trains_like_bn(settings: ICSSettings, seed: int) -> claims.Evidence:
@@ -360,6 +362,7 @@ def noisy_bn_trains_like_bn(settings: ICSSettings, seed: int) -> claims.Evidence
               "effective beta-smoothness is smaller too, by more than a fifth in the median "
               "over seeds, but not on every seed.",
     settings=SETTINGS,
+    slow=True,  # one run_all: about 4 s of CPU per seed, shared by the three claims
     section="ch4-landscape",
 )
 def landscape_smoother_with_bn(settings: ICSSettings, seed: int) -> claims.Evidence:
