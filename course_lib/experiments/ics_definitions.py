@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,20 +175,29 @@ def compare_definitions(
     statement="In the deep linear network, batch norm makes the distribution of layer 6's input "
               "drift more than five times less, while layer 6's gradient changes more, "
               "relative to its size, when the earlier layers step (more than 1.1 times as "
-              "much, with a lower cosine); both networks pass 85% test accuracy.",
+              "much), and turns further from where it pointed (a lower cosine, on average over "
+              "seeds); both networks pass 85% test accuracy.",
     settings=SETTINGS,
     section="ch4-two-definitions",
 )
 def definitions_disagree(settings: DefinitionsSettings, seed: int) -> claims.Evidence:
     runs = compare_definitions(seed, settings)
     no_bn, bn = runs["no BN"], runs["BN"]
-    numbers = {f"{what}, {c}": value for c, r in runs.items() for what, value in (
+    numbers = {"cosine: no BN - BN": no_bn.gradient_cosine - bn.gradient_cosine}
+    numbers |= {f"{what}, {c}": value for c, r in runs.items() for what, value in (
         ("drift", r.drift), ("relative gradient change", r.gradient_change),
         ("gradient cosine", r.gradient_cosine), ("test accuracy", r.history.final_test_acc))}
     return claims.Evidence(numbers, [
         claims.above("drift: no BN / BN", no_bn.drift / bn.drift, 5.0),
         claims.above("gradient change: BN / no BN", bn.gradient_change / no_bn.gradient_change, 1.1),
-        claims.above("cosine: no BN - BN", no_bn.gradient_cosine - bn.gradient_cosine, 0.0),
         claims.above("lower test accuracy of the two", min(
             r.history.final_test_acc for r in runs.values()), 0.85),
     ], runs)
+
+
+@definitions_disagree.aggregate
+def _(seeds: Sequence[Mapping[str, float]]) -> list[claims.Check]:
+    # The cosine is lower with BN on every seed measured, but on some by a thousandth only:
+    # the claim is the mean over seeds.
+    return [claims.above("mean over seeds of cosine no BN - BN",
+                         claims.mean(n["cosine: no BN - BN"] for n in seeds), 0.003)]
