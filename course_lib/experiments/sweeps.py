@@ -56,6 +56,7 @@ __all__ = [
     "ORDERS",
     "RACE",
     "SATURATION",
+    "TARGET",
     "WIDTHS",
     "OptimizerRuns",
     "Orders",
