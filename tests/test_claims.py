@@ -4,7 +4,8 @@ For each claim in :mod:`course_lib.experiments.claims` there is one test per cla
 per-seed checks must hold there) and, for a claim stated as an aggregate, one test of its
 checks across the seeds. A claim runs once per seed and process: the outcomes are cached, and
 ``make test`` keeps each claim's tests on one worker (``xdist_group``), so the aggregate test
-reuses the per-seed runs.
+reuses the per-seed runs. The group is the claim's module: claims of one chapter experiment
+often read the same training runs (remembered per seed and settings), so they share a worker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def outcome(c: claims.Claim, seed: int) -> claims.Outcome:
 
 
 def _marks(c: claims.Claim) -> list:
-    marks = [pytest.mark.xdist_group(f"claim-{c.id}")]
+    marks = [pytest.mark.xdist_group(f"claims-{c.experiment.__module__}")]
     return marks + [pytest.mark.slow] if c.slow else marks
 
 

@@ -15,10 +15,9 @@ same mini-batches. A linear network keeps the comparison clean: neither network 
 plateau or saturating units, both train at the same learning rate, and both reach a similar
 test accuracy, so the two measures are compared at the same stage of training.
 
-Measured with :data:`SETTINGS` on 18 seeds (0-7, 1001-1010): the drift is 17-36 times
-smaller with BN, while the gradient measure goes the other way: the median relative gradient
-change is 1.2-2.5 times *larger* with BN and the median cosine lower on every seed (the raw
-:math:`\lVert G - G' \rVert` is larger on 15 of 18). One seed takes about 5 s of CPU.
+The chapter's claim about the two measures is registered at the bottom of the module (one
+seed takes about 3 s of CPU); what it measured on the claim seeds is on the book's evidence
+page.
 
 Example:
     >>> runs = compare_definitions(seed=0)            # {"no BN": ICSDefinitions, "BN": ...}
@@ -28,11 +27,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
 
+from course_lib.experiments import claims
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.probes.gradient_ics import gradient_ics_recorder
 from course_lib.experiments.lab.models import make_mlp
@@ -166,3 +167,37 @@ def compare_definitions(
         traces = percentile_traces(history, units=list(settings.units))
         runs[config] = ICSDefinitions(config, settings, history, traces, model)
     return runs
+
+
+@claims.claim(
+    "ics-definitions-disagree",
+    chapter=4,
+    statement="In the deep linear network, batch norm makes the distribution of layer 6's input "
+              "drift more than five times less, while layer 6's gradient changes more, "
+              "relative to its size, when the earlier layers step (more than 1.1 times as "
+              "much), and turns further from where it pointed (a lower cosine, on average over "
+              "seeds); both networks pass 85% test accuracy.",
+    settings=SETTINGS,
+    section="ch4-two-definitions",
+)
+def definitions_disagree(settings: DefinitionsSettings, seed: int) -> claims.Evidence:
+    runs = compare_definitions(seed, settings)
+    no_bn, bn = runs["no BN"], runs["BN"]
+    numbers = {"cosine: no BN - BN": no_bn.gradient_cosine - bn.gradient_cosine}
+    numbers |= {f"{what}, {c}": value for c, r in runs.items() for what, value in (
+        ("drift", r.drift), ("relative gradient change", r.gradient_change),
+        ("gradient cosine", r.gradient_cosine), ("test accuracy", r.history.final_test_acc))}
+    return claims.Evidence(numbers, [
+        claims.above("drift: no BN / BN", no_bn.drift / bn.drift, 5.0),
+        claims.above("gradient change: BN / no BN", bn.gradient_change / no_bn.gradient_change, 1.1),
+        claims.above("lower test accuracy of the two", min(
+            r.history.final_test_acc for r in runs.values()), 0.85),
+    ], runs)
+
+
+@definitions_disagree.aggregate
+def _(seeds: Sequence[Mapping[str, float]]) -> list[claims.Check]:
+    # The cosine is lower with BN on every seed measured, but on some by a thousandth only:
+    # the claim is the mean over seeds.
+    return [claims.above("mean over seeds of cosine no BN - BN",
+                         claims.mean(n["cosine: no BN - BN"] for n in seeds), 0.003)]
