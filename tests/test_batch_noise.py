@@ -17,7 +17,7 @@ from course_lib.experiments.probes.batch_noise import (
     outputs_across_batches,
 )
 
-from claim_seeds import CLAIM_SEEDS  # noqa: E402
+from course_lib.experiments.claims import CLAIM_SEEDS
 
 SEEDS = CLAIM_SEEDS
 SIZES = [2, 4, 8, 16, 32, 64, 128, 256, 512]

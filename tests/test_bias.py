@@ -18,7 +18,7 @@ from course_lib.experiments.bias import bias_effect, bias_gradients, hidden_line
 from course_lib.experiments.lab.data import load_digits_split
 from course_lib.experiments.lab.models import count_parameters, make_mlp
 
-from claim_seeds import CLAIM_SEEDS  # noqa: E402
+from course_lib.experiments.claims import CLAIM_SEEDS
 
 SEEDS = CLAIM_SEEDS
 

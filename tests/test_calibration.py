@@ -8,7 +8,7 @@ from torch import nn
 import course_lib.nn as cnn
 from course_lib.calibration import population_stats, recalibrate_bn
 
-from claim_seeds import CLAIM_SEEDS  # noqa: E402
+from course_lib.experiments.claims import CLAIM_SEEDS
 
 SEEDS = CLAIM_SEEDS
 

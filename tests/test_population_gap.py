@@ -12,7 +12,7 @@ from course_lib.experiments.lab.models import make_mlp
 from course_lib.experiments.probes.population_gap import gap_recorder, population_gap
 from course_lib.experiments.lab.training import train
 
-from claim_seeds import CLAIM_SEEDS  # noqa: E402
+from course_lib.experiments.claims import CLAIM_SEEDS
 
 SEEDS = CLAIM_SEEDS
 
