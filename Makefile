@@ -3,12 +3,13 @@
 #   make test   set everything up and run the whole test suite (what .ci/run calls)
 # Other targets:
 #   make notebooks   re-execute every chapter in the reference environment and store its outputs
-#   make test-envs   run every chapter in a Colab-like runtime, in Binder's environment and on
-#                    the declared floors (fresh virtual environments; CI runs it after make test)
+#   make test-envs   the notebooks in the reference environment, then every chapter in a
+#                    Colab-like runtime, in Binder's environment and on the declared floors
+#                    (fresh virtual environments); CI runs it after make test
 #   make test-matrix run the notebooks and library tests under every kernel setting (maintainers)
 #   make setup       only create .venv and install the pinned requirements
 #   make evidence    run every claim on the claim seeds under two kernel settings and write
-#                    the book's evidence page (book/evidence.md; about N minutes on 2 cores)
+#                    the book's evidence page (book/evidence.md; about 15 minutes on 2 cores)
 #   make bench       measure the course's speed against its budgets (~15 min on 2 cores):
 #                    writes _build/bench/results.md and results.json, fails on a missed budget.
 #                    Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--skip-tests"
@@ -45,22 +46,24 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
-# The whole suite in three runs (about 8 minutes on 2 cores): the library tests and the
-# notebooks with this machine's own kernels, on both cores; the browser tests (the book
-# build, the static site in Chromium, a chapter in a live JupyterLab), which share one built
-# book; the notebooks again in the reference environment. Two kernel settings, so a stored
-# number that only one machine prints fails here instead of on an instructor's machine.
+# The whole suite in two runs (under 10 minutes on 2 cores): the library tests, every claim
+# on the claim seeds and the notebooks, with this machine's own kernels, on both cores; then
+# the browser tests (the book build, the static site in Chromium, a chapter in a live
+# JupyterLab), which share one built book.
 BROWSER_TESTS := tests/test_book.py tests/test_site.py tests/test_live_kernel.py
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup \
 		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
 	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
-	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup notebooks
 
-# The learners' environments (tests/test_environments.py): each a fresh virtual environment
-# built from its own file (tests/envs/colab.txt, binder/, tests/envs/floors.txt) that runs
-# every chapter; the Colab-like one runs them as downloaded from the built site.
+# Where else the course must run (CI runs it after make test): the notebooks again in the
+# reference environment, so a stored number that only one machine prints fails here instead
+# of on an instructor's machine; then the learners' environments (tests/test_environments.py),
+# each a fresh virtual environment built from its own file (tests/envs/colab.txt, binder/,
+# tests/envs/floors.txt) that runs every chapter, the Colab-like one as downloaded from the
+# built site.
 test-envs: $(STAMP) book
+	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup notebooks
 	$(BIN)/python -m pytest -p no:cacheprovider --envs -n 2 --dist loadgroup tests/test_environments.py
 
 # Maintainers: notebooks and library tests (not the browser tests) under every setting.

@@ -87,13 +87,17 @@ def _cpu() -> str:
 
 
 def run(settings: list[str], n_seeds: int | None) -> None:
-    """Run the settings one after another, each in a fresh interpreter."""
+    """Run the settings side by side (one thread each), each in a fresh interpreter."""
+    procs = []
     for name in settings:
         env = {**os.environ, **SETTINGS[name]}
         cmd = [sys.executable, "-m", "tools.evidence", "_run-one", name]
         if n_seeds:
             cmd += ["--seeds", str(n_seeds)]
-        subprocess.run(cmd, env=env, cwd=ROOT, check=True)
+        procs.append((name, subprocess.Popen(cmd, env=env, cwd=ROOT)))
+    failed = [name for name, p in procs if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"the runs under {', '.join(failed)} failed")
 
 
 def _margin(value: float, bound: float, op: str) -> float:
