@@ -52,7 +52,7 @@ book: $(STAMP)
 # JupyterLab), which share one built book.
 BROWSER_TESTS := tests/test_book.py tests/test_site.py tests/test_live_kernel.py
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup \
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile \
 		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
 	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
 
@@ -63,8 +63,8 @@ test: $(STAMP) chromium
 # tests/envs/floors.txt) that runs every chapter, the Colab-like one as downloaded from the
 # built site.
 test-envs: $(STAMP) book
-	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadgroup notebooks
-	$(BIN)/python -m pytest -p no:cacheprovider --envs -n 2 --dist loadgroup tests/test_environments.py
+	env $(REFERENCE_ENV) $(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile notebooks
+	$(BIN)/python -m pytest -p no:cacheprovider --envs -n 2 --dist loadfile tests/test_environments.py
 
 # Maintainers: notebooks and library tests (not the browser tests) under every setting.
 test-matrix: $(STAMP)

@@ -157,16 +157,37 @@ def pytest_addoption(parser):
 
 def pytest_collection_modifyitems(config, items):
     """The environment tests build virtual environments and run every chapter in each (minutes):
-    they run only with ``--envs`` (``make test-envs``, which CI runs after ``make test``).
-
-    Under ``--dist loadgroup``, keep every file's tests on one worker (as ``loadfile``
-    would: a notebook's cells share one kernel) unless a test names its own group, as the
-    claim tests do (one group per claim, so its seeds run once and its aggregate reuses them)."""
+    they run only with ``--envs`` (``make test-envs``, which CI runs after ``make test``)."""
     if not config.getoption("--envs"):
         skipped = [i for i in items if i.get_closest_marker("envs")]
         if skipped:
             config.hook.pytest_deselected(items=skipped)
             items[:] = [i for i in items if not i.get_closest_marker("envs")]
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist, keep every file's tests on one worker (a notebook's cells share one
+    kernel, a module's fixtures are built once), except the environments of
+    tests/test_environments.py, each on its own, and tests/test_claims.py, whose tests go
+    to workers by the claim's experiment module: the claims of one module share its cached
+    runs, and a claim's aggregate test reuses its seeds' runs, while different chapters'
+    claims run side by side."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    from course_lib.experiments import claims
+
+    module_of = {c.id: c.experiment.__module__ for c in claims.all_claims()}
+
+    class ByFileAndClaimModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, rest = nodeid.partition("::")
+            if path.endswith("test_claims.py") and "[" in rest:
+                param = rest[rest.index("[") + 1:]
+                matches = [cid for cid in module_of if param.startswith(cid)]
+                if matches:
+                    return "claims:" + module_of[max(matches, key=len)]
+            if path.endswith("test_environments.py"):
+                return nodeid  # each environment is minutes of its own: side by side
+            return path
+
+    return ByFileAndClaimModule(config, log)

@@ -3,9 +3,10 @@
 For each claim in :mod:`course_lib.experiments.claims` there is one test per claim seed (its
 per-seed checks must hold there) and, for a claim stated as an aggregate, one test of its
 checks across the seeds. A claim runs once per seed and process: the outcomes are cached, and
-``make test`` keeps each claim's tests on one worker (``xdist_group``), so the aggregate test
-reuses the per-seed runs. The group is the claim's module: claims of one chapter experiment
-often read the same training runs (remembered per seed and settings), so they share a worker.
+under pytest-xdist the tests of one experiment module's claims go to one worker
+(``pytest_xdist_make_scheduler`` in tests/conftest.py), so the aggregate test reuses the
+per-seed runs, and claims that read the same training runs (remembered per seed and settings)
+share them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ def outcome(c: claims.Claim, seed: int) -> claims.Outcome:
 
 
 def _marks(c: claims.Claim) -> list:
-    marks = [pytest.mark.xdist_group(f"claims-{c.experiment.__module__}")]
-    return marks + [pytest.mark.slow] if c.slow else marks
+    return [pytest.mark.slow] if c.slow else []
 
 
 @pytest.mark.parametrize("c, seed", [

@@ -132,7 +132,6 @@ def _requirements_without_network(src: Path, dest: Path) -> Path:
 
 
 @envs
-@pytest.mark.xdist_group("env-colab")
 def test_every_chapter_downloaded_from_the_site_runs_in_a_colab_like_runtime(tmp_path):
     assert SITE_SOURCES.is_dir(), "build the book first (make book): the test runs its downloads"
     downloads = sorted(SITE_SOURCES.glob("[0-9][0-9]_*.ipynb"))
@@ -147,7 +146,6 @@ def test_every_chapter_downloaded_from_the_site_runs_in_a_colab_like_runtime(tmp
 
 
 @envs
-@pytest.mark.xdist_group("env-binder")
 def test_every_chapter_runs_in_the_binder_environment(tmp_path):
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
     version = re.fullmatch(r"python-(\d+\.\d+)", runtime)
@@ -161,7 +159,6 @@ def test_every_chapter_runs_in_the_binder_environment(tmp_path):
 
 
 @envs
-@pytest.mark.xdist_group("env-floors")
 def test_the_library_and_every_chapter_run_on_the_declared_floors(tmp_path):
     python = _venv(tmp_path / "venv")
     _pip(python, "-r", str(ENVS / "floors.txt"))
