@@ -5,8 +5,9 @@ r"""Chapter 3 exercise: build the lecture's network with batch norm in it.
   lecture's :math:`z^{[l]} = W^{[l]} a^{[l-1]} \to \tilde z^{[l]} \to a^{[l]}`), then a
   plain ``Linear(widths[-1], out_features)`` producing the logits.
 
-The reference is :func:`course_lib.experiments.lab.models.make_mlp` with ``bn="before"``. The
-grader is :func:`._core.run_cases` with a ``read`` hook (same guard as every grader): each case
+The reference is :func:`_reference_net`, the lecture's layers built from ``torch.nn`` and the
+core's :class:`course_lib.nn.BatchNorm1d` (the same network as the experiments' ``make_mlp``
+with ``bn="before"``; graders use the core only). The grader is :func:`._core.run_cases` with a ``read`` hook (same guard as every grader): each case
 calls the builder with other widths (so sizes cannot be hard-coded); the hook reads the
 returned ``nn.Sequential`` layer by layer (nested blocks flattened) and names each classic
 mistake (:data:`MISTAKE_IDS`, plus invalid batch norm arguments and a float16 network); if the
@@ -18,6 +19,7 @@ mini-batch in training mode, compared with the reference's (this checks ``eps`` 
 
 from __future__ import annotations
 
+import collections
 import copy
 import numbers
 from dataclasses import dataclass
@@ -427,17 +429,39 @@ def _copy_weights(ref: Any, layers: list[_Layer]) -> None:
                     dst.bias.copy_(src.bias if src.bias is not None else torch.zeros_like(dst.bias))
 
 
+def _reference_net(in_features: int, widths: tuple[int, ...], out_features: int, seed: int) -> Any:
+    """``Linear(bias=False) -> BatchNorm1d -> Sigmoid`` per hidden width, then the output
+    ``Linear``, with weights drawn from a generator seeded with ``seed``."""
+    import torch
+    from torch import nn
+
+    from ..nn import BatchNorm1d
+
+    gen = torch.Generator().manual_seed(1000 + seed)
+    layers: dict[str, nn.Module] = {}
+    for l, (n_in, n_out) in enumerate(zip((in_features, *widths), widths), start=1):
+        layers[f"linear{l}"] = nn.Linear(n_in, n_out, bias=False)
+        layers[f"bn{l}"] = BatchNorm1d(n_out)
+        layers[f"act{l}"] = nn.Sigmoid()
+    layers["output"] = nn.Linear(widths[-1], out_features)
+    net = nn.Sequential(collections.OrderedDict(layers))
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0.0, m.in_features ** -0.5, generator=gen)
+    return net
+
+
 def _cases() -> tuple[list[Case], dict[str, Any]]:
     """The cases (expected: the reference's logits on a fixed batch, float32) and, per case
     label, the reference network (random gamma, beta and output bias) and the batch."""
     import torch
 
-    from ..experiments.lab.models import make_mlp
     from ..borrow import is_batchnorm
 
     cases, refs = [], {}
     for seed, (in_features, widths, out_features) in enumerate(CALLS):
-        ref = make_mlp(in_features, list(widths), out_features, bn="before", seed=seed)
+        ref = _reference_net(in_features, tuple(widths), out_features, seed)
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for bn in (m for m in ref.modules() if is_batchnorm(m)):
@@ -461,7 +485,8 @@ def _cases() -> tuple[list[Case], dict[str, Any]]:
     "BatchNorm1d -> Sigmoid per hidden width, then a Linear output layer (chapter 3)",
 )
 def grade_build_bn_net(submission: Any) -> Feedback:
-    """Grade ``fn(in_features, widths, out_features) -> nn.Sequential`` against ``make_mlp``."""
+    """Grade ``fn(in_features, widths, out_features) -> nn.Sequential`` against the reference
+    network (:func:`_reference_net`)."""
     import torch
 
     if issubclass(type(submission), torch.nn.Module):
