@@ -18,9 +18,11 @@ variance over all of it (Ioffe & Szegedy call these the population statistics;
 
   .. math::
 
-      n = n_a + n_b, \quad \delta = \mu_b - \mu_a, \quad
-      \mu = \mu_a + \delta \frac{n_b}{n}, \quad
-      M_2 = M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n},
+      \begin{aligned}
+      n &= n_a + n_b, \quad \delta = \mu_b - \mu_a,\\
+      \mu &= \mu_a + \delta \frac{n_b}{n},\\
+      M_2 &= M_{2,a} + M_{2,b} + \delta^2 \frac{n_a n_b}{n},
+      \end{aligned}
 
   then ``running_mean`` :math:`= \mu` and ``running_var`` :math:`= M_2 / (n - 1)`, unbiased
   like PyTorch's stored variance.

@@ -138,9 +138,11 @@ def merge_moments(a: Moments, b: Moments) -> Moments:
 
     .. math::
 
-        m = m_a + m_b, \quad \delta = \mu_b - \mu_a, \quad
-        \mu = \mu_a + \delta\,\frac{m_b}{m}, \quad
-        M_2 = M_{2,a} + M_{2,b} + \delta^2\,\frac{m_a m_b}{m}
+        \begin{aligned}
+        m &= m_a + m_b, \quad \delta = \mu_b - \mu_a,\\
+        \mu &= \mu_a + \delta\,\frac{m_b}{m},\\
+        M_2 &= M_{2,a} + M_{2,b} + \delta^2\,\frac{m_a m_b}{m}
+        \end{aligned}
 
     Exact, and it never forms :math:`\sum z^2`, so no digit of a small variance cancels.
     A part with no values is the identity.
