@@ -31,7 +31,7 @@ MATRIX := "ATEN_CPU_CAPABILITY=default" "MKL_CBWR=COMPATIBLE" "ATEN_CPU_CAPABILI
           "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1" "OMP_NUM_THREADS=2 MKL_NUM_THREADS=2" \
           "$(REFERENCE_ENV)"
 
-.PHONY: setup book test test-envs test-matrix notebooks evidence bench clean chromium
+.PHONY: setup book test test-library test-browser test-envs test-matrix notebooks evidence bench clean chromium
 
 setup: $(STAMP)
 
@@ -46,14 +46,20 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "Open _build/html/index.html in a browser."
 
-# The whole suite in two runs (under 10 minutes on 2 cores): the library tests, every claim
-# on the claim seeds and the notebooks, with this machine's own kernels, on both cores; then
-# the browser tests (the book build, the static site in Chromium, a chapter in a live
-# JupyterLab), which share one built book.
+# The whole suite in two runs side by side (under 10 minutes on 2 cores): the library tests,
+# every claim on the claim seeds and the notebooks, with this machine's own kernels, on both
+# cores; and the browser tests (the book build, the static site in Chromium, a chapter in a
+# live JupyterLab), which share one built book and mostly wait on the browser. Each run's
+# output is printed when it ends.
 BROWSER_TESTS := tests/test_book.py tests/test_site.py tests/test_live_kernel.py
 test: $(STAMP) chromium
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-library test-browser
+
+test-library: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile \
 		$(foreach t,$(BROWSER_TESTS),--ignore=$(t))
+
+test-browser: $(STAMP) chromium
 	$(BIN)/python -m pytest -p no:cacheprovider $(BROWSER_TESTS)
 
 # Where else the course must run (CI runs it after make test): the notebooks again in the
