@@ -171,6 +171,7 @@ def pytest_collection_modifyitems(config, items):
                               i.get_closest_marker("slow") is None))
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which a run may not load
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist, keep every file's tests on one worker (a notebook's cells share one
     kernel, a module's fixtures are built once), except the environments of
